@@ -1,0 +1,109 @@
+"""The ``reward`` stage: a pairwise (Bradley–Terry) reward model with ``trl.RewardTrainer``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from rlhf_plug import hookimpl
+from rlhf_plug.recipe import ComponentRef, DataRef
+from rlhf_plug.stage import StageConfig
+
+REWARD_FORMATS = ("preference",)  # rankings are accepted and expanded into pairs
+
+
+class RewardStageConfig(StageConfig):
+    data: DataRef = Field(description="chosen/rejected pairs or rankings (best first)")
+    evaluators: list[ComponentRef] = Field(
+        default_factory=lambda: [ComponentRef(use="rm_accuracy")],
+        description="evaluators run on the held-out pairs before and after training",
+    )
+    judges: list[ComponentRef] = Field(
+        default_factory=list,
+        description="reward functions whose preferences evaluators compare with the RM's (e.g. judge_agreement)",
+    )
+
+
+@dataclass
+class RewardEvalContext:
+    """What reward-stage evaluators receive."""
+
+    model: Any  # a sequence-classification model (num_labels=1), possibly a PeftModel
+    tokenizer: Any
+    pairs: Any  # datasets.Dataset of held-out chosen/rejected pairs (prompt optional)
+    judges: dict[str, Any]  # name -> reward function, from the stage's `judges:`
+
+
+class RewardStage:
+    """Reward model from pairs or rankings (trl.RewardTrainer, Bradley–Terry loss)."""
+
+    def __init__(self, config: RewardStageConfig):
+        self.config = config
+
+    def check(self, ctx) -> None:
+        from trl import RewardConfig
+
+        ctx.check_args(RewardConfig)
+        ctx.check_model(default_from=("sft",))
+        for i, ref in enumerate(self.config.evaluators):
+            ctx.component("evaluator", ref, ("evaluators", i))
+        for i, ref in enumerate(self.config.judges):
+            ctx.component("reward_function", ref, ("judges", i))
+        ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
+
+    def run(self, ctx) -> dict:
+        from trl import RewardConfig, RewardTrainer
+
+        from rlhf_plug.models import load_tokenizer, lora_config, model_init_kwargs, quantization_config
+        from rlhf_plug.training import attach_progress, run_info, save_trained, trainer_config
+
+        split = ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
+        evaluators = [ctx.build("evaluator", ref, ("evaluators", i)) for i, ref in enumerate(self.config.evaluators)]
+        judges = {ref.use: ctx.build("reward_function", ref, ("judges", i)) for i, ref in enumerate(self.config.judges)}
+        base = ctx.model_path(default_from=("sft",))
+        tokenizer = load_tokenizer(base)
+        args = trainer_config(
+            RewardConfig, ctx,
+            learning_rate=1e-4, per_device_train_batch_size=8, per_device_eval_batch_size=16,
+            max_length=512, model_init_kwargs=model_init_kwargs(ctx.quantization),
+        )
+        trainer = RewardTrainer(
+            model=base,
+            args=args,
+            train_dataset=split.train,
+            processing_class=tokenizer,
+            peft_config=lora_config(self.config.lora, "SEQ_CLS"),
+            quantization_config=quantization_config(ctx.quantization),
+        )
+        attach_progress(trainer, ctx, ("loss", "accuracy", "margin"))
+        results: dict = {**run_info(ctx, base), "train_pairs": len(split.train), "eval_pairs": len(split.eval) if split.eval else 0}
+        dropped = len(split.train) - len(trainer.train_dataset)
+        if dropped:
+            ctx.console.print(f"  [yellow]{dropped} training pairs longer than max_length={args.max_length} were dropped[/]")
+            results["dropped_pairs"] = dropped
+        results.update(_evaluate(ctx, trainer, evaluators, judges, split.eval, "before", step=0))
+        train_output = trainer.train()
+        results["train_loss"] = float(train_output.training_loss)
+        results.update(_evaluate(ctx, trainer, evaluators, judges, split.eval, "after", step=trainer.state.global_step))
+        results["steps"] = trainer.state.global_step
+        save_trained(trainer, ctx, base, tokenizer, "AutoModelForSequenceClassification", num_labels=1)
+        return results
+
+
+def _evaluate(ctx, trainer, evaluators, judges, pairs, when: str, step: int) -> dict:
+    if pairs is None or not ctx.is_main_process:
+        return {}
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    eval_ctx = RewardEvalContext(model, trainer.processing_class, pairs, judges)
+    metrics: dict = {}
+    for evaluator in evaluators:
+        metrics.update(evaluator(eval_ctx))
+    ctx.log_metrics(step, metrics, evaluation=True)
+    return {f"eval_{k}_{when}": v for k, v in metrics.items()}
+
+
+@hookimpl
+def rlhf_register_stages(register):
+    register("reward", RewardStage, config=RewardStageConfig)

@@ -1,0 +1,3 @@
+from rlhf_plug.cli import main
+
+raise SystemExit(main())

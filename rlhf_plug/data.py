@@ -1,0 +1,229 @@
+"""Data formats, row validation, column mapping, rankings and splits.
+
+We take TRL's dataset formats as they are, and add one: **rankings** (a prompt
+with K completions ordered best to worst), expanded into K·(K−1)/2
+chosen/rejected pairs. Splits are made per prompt *before* expansion, so every
+pair from one ranking lands in the same split (as InstructGPT did).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rlhf_plug.errors import DataError
+
+#: format name -> the columns that identify it (checked in this order).
+FORMATS: dict[str, tuple[str, ...]] = {
+    "rankings": ("prompt", "completions"),
+    "preference": ("chosen", "rejected"),
+    "conversational": ("messages",),
+    "prompt_completion": ("prompt", "completion"),
+    "language_modeling": ("text",),
+    "prompt_only": ("prompt",),
+}
+
+
+@dataclass
+class SplitData:
+    """Train and (possibly empty) eval datasets, plus what happened on the way."""
+
+    train: Any  # datasets.Dataset
+    eval: Any | None
+    format: str
+    source: str
+    notes: list[str]
+
+
+def detect_format(columns: Iterable[str]) -> str | None:
+    cols = set(columns)
+    for name, needed in FORMATS.items():
+        if set(needed) <= cols:
+            return name
+    return None
+
+
+def apply_column_mapping(rows: list[dict], mapping: dict[str, str], source: str) -> list[dict]:
+    """Rename ``mapping[canonical] = column_in_data`` for every row."""
+    if not mapping:
+        return rows
+    present = set(rows[0]) if rows else set()
+    for canonical, column in mapping.items():
+        if column not in present:
+            raise DataError(
+                f"{source}: column '{column}' (mapped to '{canonical}' in the recipe) not found; "
+                f"columns are: {', '.join(sorted(present))}"
+            )
+    inverse = {column: canonical for canonical, column in mapping.items()}
+    return [{inverse.get(k, k): v for k, v in row.items()} for row in rows]
+
+
+# --------------------------------------------------------------------------
+# Row validation
+# --------------------------------------------------------------------------
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value)
+    )
+
+
+def _text_or_messages(value: Any) -> str | None:
+    if _is_text(value) or _is_messages(value):
+        return None
+    if isinstance(value, str):
+        return "is empty"
+    return f"must be a non-empty string or a list of {{role, content}} messages, got {type(value).__name__}"
+
+
+def _ranking(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return f"must be a list of completions ordered best to worst, got {type(value).__name__}"
+    if len(value) < 2:
+        return f"a ranking needs at least 2 completions, got {len(value)}"
+    for j, item in enumerate(value):
+        problem = _text_or_messages(item)
+        if problem:
+            return f"item {j} {problem}"
+    return None
+
+
+def _messages(value: Any) -> str | None:
+    return None if _is_messages(value) else "must be a non-empty list of {role, content} messages"
+
+
+def _text(value: Any) -> str | None:
+    return None if _is_text(value) else "must be a non-empty string"
+
+
+ROW_CHECKS: dict[str, dict[str, Callable[[Any], str | None]]] = {
+    "rankings": {"prompt": _text_or_messages, "completions": _ranking},
+    "preference": {"chosen": _text_or_messages, "rejected": _text_or_messages},
+    "conversational": {"messages": _messages},
+    "prompt_completion": {"prompt": _text_or_messages, "completion": _text_or_messages},
+    "language_modeling": {"text": _text},
+    "prompt_only": {"prompt": _text_or_messages},
+}
+
+
+def validate_rows(rows: list[dict], fmt: str, source: str) -> None:
+    """Raise :class:`DataError` naming source, row (1-based) and column of the first bad value."""
+    checks = dict(ROW_CHECKS[fmt])
+    if fmt == "preference" and rows and "prompt" in rows[0]:
+        checks["prompt"] = _text_or_messages
+    for i, row in enumerate(rows):
+        for column, check in checks.items():
+            problem = check(row.get(column))
+            if problem:
+                raise DataError(f"{source}: row {i + 1}, column '{column}': {problem}")
+
+
+# --------------------------------------------------------------------------
+# Rankings and splits
+# --------------------------------------------------------------------------
+
+
+def expand_rankings(rows: Sequence[dict]) -> list[dict]:
+    """Turn each ranking (best first) into all K·(K−1)/2 chosen/rejected pairs."""
+    pairs = []
+    for row in rows:
+        completions = row["completions"]
+        extra = {k: v for k, v in row.items() if k not in ("prompt", "completions")}
+        for i in range(len(completions)):
+            for j in range(i + 1, len(completions)):
+                pairs.append({"prompt": row["prompt"], "chosen": completions[i], "rejected": completions[j], **extra})
+    return pairs
+
+
+def group_key(row: dict, index: int) -> str:
+    """Rows sharing a prompt share a split."""
+    for column in ("prompt", "messages", "chosen", "text"):
+        if column in row:
+            value = row[column]
+            if column in ("messages", "chosen") and isinstance(value, list):
+                value = value[:-1] or value  # the conversation before the last answer
+            return repr(value)
+    return str(index)
+
+
+def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Split by prompt group, deterministically; eval gets ``eval_fraction`` of the groups."""
+    if eval_fraction <= 0:
+        return rows, []
+    groups: dict[str, list[dict]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(group_key(row, i), []).append(row)
+    keys = list(groups)
+    random.Random(seed).shuffle(keys)
+    n_eval = max(1, round(len(keys) * eval_fraction)) if len(keys) > 1 else 0
+    eval_keys = set(keys[:n_eval])
+    train = [r for k in keys if k not in eval_keys for r in groups[k]]
+    held = [r for k in keys if k in eval_keys for r in groups[k]]
+    return train, held
+
+
+def prepare_rows(
+    rows: list[dict],
+    *,
+    source: str,
+    columns: dict[str, str],
+    fmt: str,
+    accept: Sequence[str],
+    limit: int | None,
+) -> tuple[list[dict], str]:
+    """Map columns, detect and check the format, validate rows; return rows and format."""
+    if not rows:
+        raise DataError(f"{source}: the dataset is empty")
+    rows = apply_column_mapping(rows, columns, source)
+    detected = detect_format(rows[0]) if fmt == "auto" else fmt
+    if detected not in FORMATS:
+        raise DataError(
+            f"{source}: unrecognised columns {sorted(rows[0])}; expected one of: "
+            + "; ".join(f"{name} ({', '.join(cols)})" for name, cols in FORMATS.items())
+        )
+    if detected not in accept:
+        missing = [c for c in FORMATS[accept[0]] if c not in rows[0]]
+        hint = f" (missing column {', '.join(repr(c) for c in missing)})" if missing else ""
+        raise DataError(
+            f"{source}: data is in '{detected}' format{hint}, but this stage needs one of: {', '.join(accept)}"
+        )
+    missing = [c for c in FORMATS[detected] if c not in rows[0]]
+    if missing:
+        raise DataError(f"{source}: missing column '{missing[0]}' for format '{detected}'")
+    validate_rows(rows, detected, source)
+    return (rows[:limit] if limit else rows), detected
+
+
+def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitData:
+    """Load a data source, validate it, split it and expand rankings.
+
+    :param source_obj: a built data source (``describe()``, ``load()``).
+    :param ref: the recipe's :class:`rlhf_plug.recipe.DataRef`.
+    :param accept: formats the stage accepts; ``rankings`` is accepted wherever
+        ``preference`` is.
+    """
+    from datasets import Dataset
+
+    source = source_obj.describe()
+    dataset = source_obj.load()
+    rows = dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)
+    accepted = [*accept, "rankings"] if "preference" in accept else list(accept)
+    rows, fmt = prepare_rows(rows, source=source, columns=ref.columns, fmt=ref.format, accept=accepted, limit=ref.limit)
+    train, held = split_rows(rows, ref.eval_fraction, seed)
+    notes = [f"{len(rows)} rows from {source} ({fmt}); {len(train)} train / {len(held)} eval"]
+    if fmt == "rankings":
+        train, held = expand_rankings(train), expand_rankings(held)
+        notes.append(f"rankings expanded to {len(train)} train / {len(held)} eval pairs")
+        fmt = "preference"
+    if not train:
+        raise DataError(f"{source}: no training rows left after the eval split")
+    return SplitData(Dataset.from_list(train), Dataset.from_list(held) if held else None, fmt, source, notes)

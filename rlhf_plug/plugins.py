@@ -1,0 +1,113 @@
+"""Build the plugin manager: defaults, then entry points, then named modules.
+
+1. The default plugins of ``rlhf_plug_plugins`` (registered under fixed names,
+   so an entry point can't register them twice).
+2. Installed distributions' entry points in the group ``rlhf_plug``, unless
+   ``RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD`` is set (for reproducible runs/tests).
+3. Modules named in ``RLHF_PLUG_PLUGINS`` (comma-separated), in a recipe's
+   ``plugins:`` list, or with ``-p module`` on the command line.
+
+Finally ``check_pending()`` turns a misspelled hook name into an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from collections.abc import Iterable
+
+import pluggy
+
+from rlhf_plug import hookspecs
+from rlhf_plug.errors import PluginError
+
+ENTRY_POINT_GROUP = "rlhf_plug"
+DISABLE_AUTOLOAD_ENV = "RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD"
+EXTRA_PLUGINS_ENV = "RLHF_PLUG_PLUGINS"
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering which distribution provided each plugin."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT_NAME)
+        self.add_hookspecs(hookspecs)
+        #: plugin name -> "distribution version" for entry-point plugins
+        self.distributions: dict[str, str] = {}
+
+
+def get_plugin_manager(modules: Iterable[str] = (), *, autoload: bool | None = None) -> PluginManager:
+    """Return a fresh, checked plugin manager.
+
+    :param modules: extra plugin modules to import and register by name.
+    :param autoload: load entry points; defaults to "unless the env var
+        ``RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD`` is set".
+    """
+    pm = PluginManager()
+    _register_defaults(pm)
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        _register_entry_points(pm)
+    extra = [m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(",") if m.strip()]
+    for module_name in [*extra, *modules]:
+        register_module(pm, module_name)
+    check_pending(pm)
+    return pm
+
+
+def register_module(pm: pluggy.PluginManager, module_name: str) -> None:
+    """Import ``module_name`` and register it as a plugin (once)."""
+    if pm.get_plugin(module_name) is not None:
+        return
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginError(f"plugin module '{module_name}' could not be imported: {exc}") from exc
+    except Exception as exc:
+        raise PluginError(f"plugin module '{module_name}' failed while importing: {type(exc).__name__}: {exc}") from exc
+    _register(pm, module, module_name)
+
+
+def check_pending(pm: pluggy.PluginManager) -> None:
+    """Fail if a plugin implements a hook that doesn't exist (e.g. a typo)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{exc.plugin_name}' implements an unknown hook: {exc}") from exc
+
+
+def _register_defaults(pm: PluginManager) -> None:
+    import rlhf_plug_plugins
+
+    for module_name in rlhf_plug_plugins.DEFAULT_PLUGINS:
+        module = importlib.import_module(module_name)
+        _register(pm, module, module_name)
+
+
+def _register_entry_points(pm: PluginManager) -> None:
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP or pm.get_plugin(ep.name) is not None:
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                dist_name = dist.metadata["name"]
+                raise PluginError(
+                    f"plugin '{ep.name}' (entry point of {dist_name}) failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
+            if pm.is_registered(plugin):
+                continue
+            _register(pm, plugin, ep.name)
+            pm.distributions[ep.name] = f"{dist.metadata['name']} {dist.version}"
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{name}' is invalid: {exc}") from exc
+    except ValueError as exc:  # already registered under another name
+        raise PluginError(f"plugin '{name}' could not be registered: {exc}") from exc

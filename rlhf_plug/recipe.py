@@ -1,0 +1,274 @@
+"""Recipes: YAML files that compose plugins into a run.
+
+Loading is strict: unknown keys and wrong types are errors that name the file,
+the line and the key. Stage sections are validated by the stage that owns them,
+component ``with:`` sections by the component.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from rlhf_plug.errors import PluginError, RecipeError
+from rlhf_plug.validation import KeyPathError, validate_model
+
+Quantization = Literal["auto", "4bit", "none"]
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ComponentRef(Strict):
+    """``{use: name, with: {...}}``: pick a registered component and configure it."""
+
+    use: str
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+
+class DataRef(ComponentRef):
+    """A data source plus how to read it."""
+
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical column -> column in the data")
+    format: str = Field("auto", description="auto, or a format name from rlhf_plug.data.FORMATS")
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    limit: int | None = Field(None, gt=0, description="use at most this many rows (before ranking expansion)")
+
+
+class Recipe(Strict):
+    """The top level of a recipe file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    model: str = DEFAULT_MODEL
+    quantization: Quantization = "auto"
+    seed: int = 42
+    output_dir: str = "runs"
+    plugins: list[str] = Field(default_factory=list)
+    stages: list[dict[str, Any]] = Field(min_length=1)
+
+
+@dataclass
+class StageSpec:
+    """One validated stage entry of a recipe."""
+
+    kind: str  # registered stage name, e.g. "sft"
+    name: str  # output folder name, unique in the recipe
+    config: Any  # the stage's validated config model
+    path: tuple  # key path in the recipe, for error messages
+    index: int
+
+
+@dataclass
+class RecipeSource:
+    """Where a recipe came from, for error messages."""
+
+    file: str
+    lines: dict[tuple, int] = field(default_factory=dict)
+    overrides: dict[tuple, str] = field(default_factory=dict)
+
+    def locate(self, path: tuple) -> str:
+        """``file:line`` (or ``--set k=v``) for the deepest known prefix of ``path``."""
+        for end in range(len(path), -1, -1):
+            prefix = tuple(path[:end])
+            if prefix in self.overrides:
+                return f"--set {self.overrides[prefix]}"
+            if prefix in self.lines:
+                return f"{self.file}:{self.lines[prefix]}"
+        return self.file
+
+    def error(self, path: tuple, message: str) -> RecipeError:
+        return RecipeError(f"{self.locate(path)}: {dotted(path)}: {message}" if path else f"{self.file}: {message}")
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    stages: list[StageSpec]
+    source: RecipeSource
+    data: dict  # the resolved mapping (overrides applied), as written to runs/
+
+    def stage(self, name: str) -> StageSpec:
+        return next(s for s in self.stages if s.name == name)
+
+
+def dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------
+# Reading YAML with line numbers
+# --------------------------------------------------------------------------
+
+
+def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
+    """Parse a YAML file safely; return the data and a key-path -> line map."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise RecipeError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = (*path, key_node.value)
+            lines[key_path] = key_node.start_mark.line + 1
+            _collect_lines(value_node, key_path, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _collect_lines(item, (*path, i), lines)
+
+
+# --------------------------------------------------------------------------
+# --set overrides
+# --------------------------------------------------------------------------
+
+
+def apply_overrides(data: dict, overrides: list[str], source: RecipeSource) -> dict:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML).
+
+    The first part may name a stage (``sft.args.max_steps=5``) instead of
+    spelling ``stages.0.sft.args.max_steps=5``.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set {item}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        path = _override_path(data, key.strip().split("."))
+        _set_path(data, path, value, item)
+        source.overrides[path] = item
+    return data
+
+
+def _override_path(data: dict, parts: list[str]) -> tuple:
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if parts[0] not in Recipe.model_fields and isinstance(stages, list):
+        for i, entry in enumerate(stages):
+            if isinstance(entry, dict) and len(entry) == 1:
+                kind, cfg = next(iter(entry.items()))
+                if parts[0] in (kind, (cfg or {}).get("name") if isinstance(cfg, dict) else None):
+                    return ("stages", i, kind, *_indices(parts[1:]))
+    return tuple(_indices(parts))
+
+
+def _indices(parts: list[str]) -> list:
+    return [int(p) if p.isdigit() else p for p in parts]
+
+
+def _set_path(data: Any, path: tuple, value: Any, item: str) -> None:
+    current = data
+    for part in path[:-1]:
+        if isinstance(part, int):
+            if not isinstance(current, list) or part >= len(current):
+                raise RecipeError(f"--set {item}: no list item {part} at '{part}'")
+            current = current[part]
+        else:
+            if not isinstance(current, dict):
+                raise RecipeError(f"--set {item}: '{part}' is not inside a mapping")
+            current = current.setdefault(part, {})
+            if current is None:
+                current = {}
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(current, list) or last >= len(current):
+            raise RecipeError(f"--set {item}: no list item {last}")
+        current[last] = value
+    elif isinstance(current, dict):
+        current[last] = value
+    else:
+        raise RecipeError(f"--set {item}: '{last}' is not inside a mapping")
+
+
+# --------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------
+
+
+def load_recipe(path: str | Path, registries, overrides: list[str] = ()) -> LoadedRecipe:
+    """Read, override and validate a recipe against the registered stages."""
+    data, lines = read_yaml(path)
+    source = RecipeSource(str(path), lines)
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping with 'name' and 'stages'")
+    data = apply_overrides(data, list(overrides), source)
+    return validate_recipe(data, registries, source)
+
+
+def validate_recipe(data: dict, registries, source: RecipeSource) -> LoadedRecipe:
+    try:
+        recipe = validate_model(Recipe, data)
+        stages = [_validate_stage(entry, i, registries) for i, entry in enumerate(recipe.stages)]
+        _check_unique_names(stages)
+    except KeyPathError as exc:
+        raise source.error(exc.path, exc.message) from None
+    return LoadedRecipe(recipe, stages, source, data)
+
+
+def stage_names_before(loaded: LoadedRecipe, index: int) -> list[str]:
+    return [s.name for s in loaded.stages[:index]]
+
+
+def _validate_stage(entry: dict, index: int, registries) -> StageSpec:
+    path = ("stages", index)
+    if len(entry) != 1:
+        raise KeyPathError(path, f"each stage is a mapping with one key (the stage type), got {sorted(entry)}")
+    kind, config = next(iter(entry.items()))
+    try:
+        component = registries.get("stage", kind)
+    except PluginError as exc:
+        raise KeyPathError((*path, kind), str(exc)) from None
+    validated = component.validate(config or {}, (*path, kind))
+    name = getattr(validated, "name", None) or kind
+    return StageSpec(kind, name, validated, (*path, kind), index)
+
+
+def _check_unique_names(stages: list[StageSpec]) -> None:
+    seen: set[str] = set()
+    for stage in stages:
+        if stage.name in seen:
+            raise KeyPathError(stage.path, f"two stages write to '{stage.name}': give one a different 'name:'")
+        seen.add(stage.name)
+
+
+def to_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+__all__ = [
+    "ComponentRef",
+    "DataRef",
+    "LoadedRecipe",
+    "Recipe",
+    "RecipeSource",
+    "StageSpec",
+    "load_recipe",
+]

@@ -1,0 +1,178 @@
+"""What a stage plugin gets: its config base class and a :class:`StageContext`."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from rlhf_plug import data as data_mod
+from rlhf_plug.errors import PluginError, UserError
+from rlhf_plug.models import check_model_name, resolve_model
+from rlhf_plug.recipe import ComponentRef, DataRef, LoadedRecipe, Quantization, StageSpec, Strict
+from rlhf_plug.validation import KeyPathError, check_keys
+
+MODEL_DIR = "model"  # merged full model + tokenizer: the next stage's input
+ADAPTER_DIR = "adapter"  # LoRA adapter (safetensors)
+RESULTS_FILE = "results.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+class StageConfig(Strict):
+    """Keys every training stage accepts. Stages subclass this."""
+
+    name: str | None = Field(None, description="output folder under runs/<recipe>/; defaults to the stage type")
+    model: str | None = Field(None, description="an earlier stage's name, a model alias, a path or a hub id")
+    quantization: Quantization | None = Field(None, description="overrides the recipe's quantization")
+    lora: dict[str, Any] | bool = Field(True, description="peft.LoraConfig arguments, or false for full fine-tuning")
+    args: dict[str, Any] = Field(default_factory=dict, description="passed to the TRL config class as-is")
+
+
+@dataclass
+class StageContext:
+    """Everything a stage needs, and nothing global.
+
+    ``output_dir`` is a temporary folder; the runner renames it to
+    ``runs/<recipe>/<stage>/`` only if the stage succeeds.
+    """
+
+    spec: StageSpec
+    loaded: LoadedRecipe
+    registries: Any  # rlhf_plug.registry.Registries
+    hooks: Any  # pluggy hook relay
+    run_dir: Path
+    output_dir: Path
+    console: Any  # rich.console.Console
+    is_main_process: bool = True
+
+    # --- identity -------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def config(self) -> Any:
+        return self.spec.config
+
+    @property
+    def recipe(self):
+        return self.loaded.recipe
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    @property
+    def quantization(self) -> str:
+        return self.config.quantization or self.recipe.quantization
+
+    # --- errors ---------------------------------------------------------
+    def error(self, key_path: tuple, message: str) -> UserError:
+        """A one-line error located at ``key_path`` inside this stage's section."""
+        return self.loaded.source.error((*self.spec.path, *key_path), message)
+
+    # --- components -----------------------------------------------------
+    def component(self, family: str, ref: ComponentRef, key: tuple):
+        """Look up ``ref.use`` in ``family`` and validate its ``with:``; return (component, options)."""
+        try:
+            component = self.registries.get(family, ref.use)
+            options = component.validate(ref.with_, (*self.spec.path, *key, "with"))
+        except PluginError as exc:
+            raise self.error((*key, "use"), str(exc)) from None
+        except KeyPathError as exc:
+            raise self.loaded.source.error(exc.path, exc.message) from None
+        return component, options
+
+    def build(self, family: str, ref: ComponentRef, key: tuple) -> Any:
+        """Build a component; ``key`` is where ``ref`` sits in the stage config (for errors)."""
+        component, options = self.component(family, ref, key)
+        try:
+            return component.factory(options) if component.config is not None else component.factory(**options)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"{family.replace('_', ' ')} '{ref.use}' (plugin '{component.plugin}') failed to start: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def load_data(self, ref: DataRef, key: tuple, accept: tuple[str, ...]) -> data_mod.SplitData:
+        """Build the data source at ``key``, load, validate, split (and expand rankings)."""
+        source = self.build("data_source", ref, key)
+        split = data_mod.load_split(source, ref, accept=accept, seed=self.seed)
+        if self.is_main_process:
+            for note in split.notes:
+                self.console.print(f"  [dim]{note}[/]")
+        return split
+
+    # --- models ---------------------------------------------------------
+    def earlier_stage_dir(self, name: str) -> Path | None:
+        names = [s.name for s in self.loaded.stages[: self.spec.index]]
+        return self.run_dir / name if name in names else None
+
+    def latest_stage_dir(self, kinds: tuple[str, ...]) -> Path | None:
+        """The output of the most recent earlier stage of one of ``kinds``."""
+        for spec in reversed(self.loaded.stages[: self.spec.index]):
+            if spec.kind in kinds:
+                return self.run_dir / spec.name
+        return None
+
+    def model_path(self, default_from: tuple[str, ...] = ()) -> str:
+        """Resolve this stage's base model.
+
+        ``model:`` may name an earlier stage (its merged model is used), a model
+        alias, a path or a hub id. Unset, the most recent earlier stage of a
+        kind in ``default_from`` is used, else the recipe's model.
+        """
+        return self._model_choice(default_from, resolve=True)
+
+    def check_model(self, default_from: tuple[str, ...] = ()) -> None:
+        self._model_choice(default_from, resolve=False)
+
+    def _model_choice(self, default_from: tuple[str, ...], resolve: bool) -> str:
+        name = self.config.model
+        if name is not None and self.earlier_stage_dir(name) is not None:
+            return str(self.earlier_stage_dir(name) / MODEL_DIR)
+        if name is None:
+            earlier = self.latest_stage_dir(default_from)
+            if earlier is not None:
+                return str(earlier / MODEL_DIR)
+            name = self.recipe.model
+        try:
+            if resolve:
+                return resolve_model(name, self.console if self.is_main_process else None)
+            check_model_name(name)
+            return name
+        except UserError as exc:
+            key = ("model",) if self.config.model else ()
+            where = self.error(key, str(exc)) if key else self.loaded.source.error(("model",), str(exc))
+            raise where from None
+
+    # --- pass-through args ----------------------------------------------
+    def check_args(self, config_class: type, key: str = "args") -> None:
+        """Check ``args`` keys against a TRL config dataclass (with did-you-mean)."""
+        import dataclasses
+
+        fields = {f.name for f in dataclasses.fields(config_class) if f.init}
+        try:
+            check_keys(fields, getattr(self.config, key), (*self.spec.path, key), config_class.__name__)
+        except KeyPathError as exc:
+            raise self.loaded.source.error(exc.path, exc.message) from None
+
+    # --- metrics --------------------------------------------------------
+    def log_metrics(self, step: int, metrics: dict[str, float], *, evaluation: bool = False) -> None:
+        """Append to ``metrics.jsonl`` and broadcast ``rlhf_step_end`` / ``rlhf_evaluate``."""
+        if self.is_main_process:
+            record = {"step": step, "time": round(time.time(), 3), "split": "eval" if evaluation else "train", **metrics}
+            with open(self.output_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+        hook = self.hooks.rlhf_evaluate if evaluation else self.hooks.rlhf_step_end
+        hook(stage=self, step=step, metrics=metrics)

@@ -1,0 +1,159 @@
+"""Helpers for stages that wrap a ``transformers``/TRL trainer.
+
+Imports torch/transformers lazily: only stage code calls these.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: Defaults we put under the recipe's ``args`` (the recipe wins).
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "report_to": "none",
+    "disable_tqdm": True,  # we draw our own rich progress bar
+    "logging_steps": 1,
+    "save_strategy": "no",
+    "eval_strategy": "no",
+    "dataloader_num_workers": 0,
+    "gradient_checkpointing": False,  # small models: recomputation costs more than it saves
+}
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and info logs; our rich display replaces them."""
+    import datasets
+    import transformers
+
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\b.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|peft)\b.*")
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+
+
+def device_defaults() -> dict[str, Any]:
+    """Full precision on CPU (TRL defaults to bf16, which needs ``use_cpu`` there); bf16 on capable GPUs."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"bf16": torch.cuda.is_bf16_supported()}
+    return {"use_cpu": True, "bf16": False}
+
+
+def trainer_config(config_class: type, ctx, **stage_defaults) -> Any:
+    """Build a TRL config: our defaults, then the stage's, then the recipe's ``args``."""
+    kwargs = {**TRAINER_DEFAULTS, **device_defaults(), "seed": ctx.seed, **stage_defaults, **ctx.config.args}
+    kwargs["output_dir"] = str(ctx.output_dir / "trainer")
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ctx.error(("args",), f"{config_class.__name__} rejected the arguments: {exc}") from None
+
+
+def finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def attach_progress(trainer, ctx, key_metrics: tuple[str, ...] = ("loss",)) -> None:
+    """Replace the trainer's printing/tqdm callbacks with our rich progress bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(progress_callback(ctx, key_metrics))
+
+
+def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
+    """A ``TrainerCallback`` that draws a rich progress bar and reports metrics to the hooks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers import TrainerCallback
+
+    class RichProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.progress = None
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not ctx.is_main_process:
+                return
+            self.progress = Progress(
+                TextColumn(f"[bold]{ctx.name}[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[metrics]}"),
+                console=ctx.console,
+                transient=False,
+            )
+            self.task = self.progress.add_task(ctx.name, total=state.max_steps, metrics="")
+            self.progress.start()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = {k: v for k, v in (logs or {}).items() if finite(v) is not None}
+            evaluation = any(k.startswith("eval_") for k in logs)
+            ctx.log_metrics(state.global_step, logs, evaluation=evaluation)
+            if self.progress is not None and not evaluation:
+                shown = [f"{k} {logs[k]:.4g}" for k in key_metrics if k in logs]
+                self.progress.update(self.task, metrics="  ".join(shown))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+                self.progress.stop()
+                self.progress = None
+
+    return RichProgress()
+
+
+def results_table(title: str, results: dict[str, Any]):
+    """A rich table of a stage's results."""
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def save_trained(trainer, ctx, base: str, tokenizer, auto_class: str, **load_kwargs) -> None:
+    """Save the adapter (or full weights) and a merged model under ``ctx.output_dir``.
+
+    ``adapter/`` holds the LoRA adapter as safetensors; ``model/`` holds the
+    merged full-precision model plus tokenizer, which is what the next stage
+    loads.
+    """
+    from rlhf_plug.models import merge_adapter
+    from rlhf_plug.stage import ADAPTER_DIR, MODEL_DIR
+
+    uses_lora = ctx.config.lora is not False
+    target = ctx.output_dir / (ADAPTER_DIR if uses_lora else MODEL_DIR)
+    trainer.save_model(str(target))  # saves on the main process only
+    trainer.accelerator.wait_for_everyone()
+    if not ctx.is_main_process:
+        return
+    tokenizer.save_pretrained(target)
+    if uses_lora:
+        merge_adapter(base, target, ctx.output_dir / MODEL_DIR, auto_class, tokenizer, **load_kwargs)
+
+
+def run_info(ctx, base: str) -> dict:
+    """The first rows of a stage's results: which model it started from and how it was loaded."""
+    from rlhf_plug.models import use_4bit
+
+    return {"base_model": base, "quantization": "nf4-4bit" if use_4bit(ctx.quantization) else "none"}
