@@ -59,21 +59,22 @@ def _read_json(path: Path) -> list[dict]:
 
 
 def read_rows(path: Path):
-    """Read a local data file into a ``datasets.Dataset``."""
+    """Read a local data file: JSON/JSONL as a list of row dicts (validated row by row
+    before any Arrow conversion), CSV/Parquet as a ``datasets.Dataset``."""
     from datasets import Dataset
 
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
     kind = _kind(path)
     if kind == ".jsonl":
-        return Dataset.from_list(_read_jsonl(path))
+        return _read_jsonl(path)
     if kind == ".json":
-        return Dataset.from_list(_read_json(path))
+        return _read_json(path)
     try:
         if kind == ".csv":
             import pandas as pd
 
-            return Dataset.from_pandas(pd.read_csv(path, keep_default_na=False), preserve_index=False)
+            return Dataset.from_pandas(pd.read_csv(path, keep_default_na=False, dtype=str), preserve_index=False)
         return Dataset.from_parquet(str(path))
     except Exception as exc:
         raise DataError(f"{path}: could not read {kind[1:]} file: {exc}") from None

@@ -51,6 +51,8 @@ class RewardStage:
             ctx.component("evaluator", ref, ("evaluators", i))
         for i, ref in enumerate(self.config.judges):
             ctx.component("reward_function", ref, ("judges", i))
+            if [j.use for j in self.config.judges].count(ref.use) > 1:
+                raise ctx.error(("judges", i, "use"), f"judge '{ref.use}' is listed twice; judges are named by `use`")
         ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
 
     def run(self, ctx) -> dict:

@@ -203,6 +203,11 @@ def prepare_rows(
     return (rows[:limit] if limit else rows), detected
 
 
+def as_rows(data) -> list[dict]:
+    """Rows of a ``datasets.Dataset`` or of a list of dicts, as a list of dicts."""
+    return data.to_list() if hasattr(data, "to_list") else list(data)
+
+
 def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitData:
     """Load a data source, validate it, split it and expand rankings.
 
@@ -214,8 +219,7 @@ def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitDat
     from datasets import Dataset
 
     source = source_obj.describe()
-    dataset = source_obj.load()
-    rows = dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)
+    rows = as_rows(source_obj.load())
     accepted = [*accept, "rankings"] if "preference" in accept else list(accept)
     rows, fmt = prepare_rows(rows, source=source, columns=ref.columns, fmt=ref.format, accept=accepted, limit=ref.limit)
     train, held = split_rows(rows, ref.eval_fraction, seed)

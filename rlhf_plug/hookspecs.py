@@ -54,8 +54,8 @@ def rlhf_register_data_sources(register):
     """Register data sources.
 
     A data source factory returns an object with ``describe() -> str`` (used in
-    error messages, e.g. the file path) and ``load() -> datasets.Dataset`` that
-    returns rows in one of TRL's formats (prompt/completion, ``messages``,
+    error messages, e.g. the file path) and ``load()``, which returns a
+    ``datasets.Dataset`` or a list of row dicts, with rows in one of TRL's formats (prompt/completion, ``messages``,
     chosen/rejected, prompt-only, ``text``) or the rankings format
     (``prompt`` + ``completions`` ordered best to worst).
 

@@ -67,6 +67,8 @@ def register_module(pm: pluggy.PluginManager, module_name: str) -> None:
         raise PluginError(f"plugin module '{module_name}' could not be imported: {exc}") from exc
     except Exception as exc:
         raise PluginError(f"plugin module '{module_name}' failed while importing: {type(exc).__name__}: {exc}") from exc
+    if pm.is_registered(module):  # already loaded, e.g. through its entry point
+        return
     _register(pm, module, module_name)
 
 
@@ -75,7 +77,8 @@ def check_pending(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin_name}' implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"plugin '{name}' implements an unknown hook: {exc}") from exc
 
 
 def _register_defaults(pm: PluginManager) -> None:

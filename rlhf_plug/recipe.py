@@ -8,6 +8,7 @@ component ``with:`` sections by the component.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +113,25 @@ def dotted(path: tuple) -> str:
 # --------------------------------------------------------------------------
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-5`` as a float (YAML 1.2), as users expect."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_value(text: str) -> Any:
+    """Parse one ``--set`` value as YAML (numbers, booleans, lists...)."""
+    try:
+        return yaml.load(text, Loader=RecipeLoader)
+    except yaml.YAMLError:
+        return text
+
+
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     """Parse a YAML file safely; return the data and a key-path -> line map."""
     path = Path(path)
@@ -119,8 +139,8 @@ def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
         raise RecipeError(f"{path}: recipe file not found")
     text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=RecipeLoader)
+        data = yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -159,13 +179,11 @@ def apply_overrides(data: dict, overrides: list[str], source: RecipeSource) -> d
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise RecipeError(f"--set {item}: expected KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
         path = _override_path(data, key.strip().split("."))
-        _set_path(data, path, value, item)
-        source.overrides[path] = item
+        new_prefixes = [path[:end] for end in range(1, len(path) + 1) if not _has_path(data, path[:end])]
+        _set_path(data, path, parse_value(raw), item)
+        for prefix in [path, *new_prefixes]:
+            source.overrides[prefix] = item
     return data
 
 
@@ -178,6 +196,18 @@ def _override_path(data: dict, parts: list[str]) -> tuple:
                 if parts[0] in (kind, (cfg or {}).get("name") if isinstance(cfg, dict) else None):
                     return ("stages", i, kind, *_indices(parts[1:]))
     return tuple(_indices(parts))
+
+
+def _has_path(data: Any, path: tuple) -> bool:
+    current = data
+    for part in path:
+        if isinstance(part, int) and isinstance(current, list) and part < len(current):
+            current = current[part]
+        elif isinstance(current, dict) and part in current:
+            current = current[part]
+        else:
+            return False
+    return True
 
 
 def _indices(parts: list[str]) -> list:
@@ -213,13 +243,26 @@ def _set_path(data: Any, path: tuple, value: Any, item: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def load_recipe(path: str | Path, registries, overrides: list[str] = ()) -> LoadedRecipe:
-    """Read, override and validate a recipe against the registered stages."""
+def read_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[dict, RecipeSource]:
+    """Read a recipe file and apply ``--set`` overrides (no validation yet)."""
     data, lines = read_yaml(path)
     source = RecipeSource(str(path), lines)
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping with 'name' and 'stages'")
-    data = apply_overrides(data, list(overrides), source)
+    return apply_overrides(data, list(overrides), source), source
+
+
+def recipe_plugins(data: dict, source: RecipeSource) -> list[str]:
+    """The recipe's ``plugins:`` module names (checked before plugins load)."""
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise source.error(("plugins",), "must be a list of module names")
+    return plugins
+
+
+def load_recipe(path: str | Path, registries, overrides: list[str] = ()) -> LoadedRecipe:
+    """Read, override and validate a recipe against the registered stages."""
+    data, source = read_recipe(path, overrides)
     return validate_recipe(data, registries, source)
 
 

@@ -59,6 +59,7 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
 
     quiet_libraries()
     state = PartialState()
+    check_recipe(loaded, registries, pm, console)  # fail before anything is trained or written
     root = run_dir(loaded)
     pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
     all_results: dict[str, dict] = {}
@@ -71,7 +72,6 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
                 console.print(f"[dim]stage {ctx.name}: already complete, skipped (--resume)[/]")
             continue
         stage = registries.get("stage", ctx.kind).factory(ctx.config)
-        stage.check(ctx)
         if ctx.is_main_process:
             shutil.rmtree(ctx.output_dir, ignore_errors=True)
             ctx.output_dir.mkdir(parents=True)

@@ -73,7 +73,8 @@ def check_keys(allowed: Mapping[str, Any] | set[str], data: Mapping, path: tuple
 
 
 def _first_error(exc: pydantic.ValidationError, model, data, path: tuple) -> KeyPathError:
-    err = exc.errors()[0]
+    # An unknown key is usually a typo of a required one: report it first.
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
     full = (*path, *loc)
     key = loc[-1] if loc else ""

@@ -23,18 +23,14 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
 def _load(args):
     """Plugin manager, registries and the validated recipe."""
     from rlhf_plug.bundled import find_recipe
-    from rlhf_plug.plugins import get_plugin_manager, register_module
-    from rlhf_plug.recipe import load_recipe, read_yaml
+    from rlhf_plug.plugins import get_plugin_manager
+    from rlhf_plug.recipe import read_recipe, recipe_plugins, validate_recipe
     from rlhf_plug.registry import Registries
 
-    path = find_recipe(args.recipe)
-    data, _ = read_yaml(path)
-    recipe_plugins = data.get("plugins", []) if isinstance(data, dict) else []
-    pm = get_plugin_manager(args.plugin)
-    for module in recipe_plugins if isinstance(recipe_plugins, list) else []:
-        register_module(pm, str(module))
+    data, source = read_recipe(find_recipe(args.recipe), args.overrides)
+    pm = get_plugin_manager([*args.plugin, *recipe_plugins(data, source)])
     registries = Registries(pm)
-    return pm, registries, load_recipe(path, registries, args.overrides)
+    return pm, registries, validate_recipe(data, registries, source)
 
 
 # --- run ---------------------------------------------------------------

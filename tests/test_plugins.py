@@ -1,0 +1,712 @@
+"""The plugin manager, the component registries and the lifecycle hooks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import io
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from conftest import write_recipe
+from rlhf_plug import hookimpl, hookspecs
+from rlhf_plug.errors import DataError, PluginError
+from rlhf_plug.plugins import (
+    DISABLE_AUTOLOAD_ENV,
+    ENTRY_POINT_GROUP,
+    EXTRA_PLUGINS_ENV,
+    check_pending,
+    get_plugin_manager,
+    register_module,
+)
+from rlhf_plug.registry import FAMILIES, Registries
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def registries_with(pm, *plugins) -> Registries:
+    """Register inline plugins as p, p2, p3... and collect the registries."""
+    for i, plugin in enumerate(plugins):
+        pm.register(plugin, name="p" if i == 0 else f"p{i + 1}")
+    return Registries(pm)
+
+
+@pytest.fixture
+def make_module(tmp_path, monkeypatch):
+    """Write an importable module into tmp_path; forget it afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created = []
+
+    def make(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        sys.modules.pop(name, None)
+
+
+# --------------------------------------------------------------------------
+# Defaults and registries
+# --------------------------------------------------------------------------
+
+
+def test_defaults_register_every_family(registries):
+    assert set(FAMILIES) == {"stage", "data_source", "reward_function", "loss", "kl_controller", "evaluator"}
+    for family in FAMILIES:
+        assert registries[family].names(), f"no default {family}"
+    assert {"sft", "reward"} <= set(registries["stage"].names())
+    assert {"file", "hub", "builtin"} <= set(registries["data_source"].names())
+    assert "simulated_annotator" in registries["reward_function"].names()
+    assert "ppo_clip" in registries["loss"].names()
+    assert {"fixed", "adaptive"} <= set(registries["kl_controller"].names())
+    assert "rm_accuracy" in registries["evaluator"].names()
+
+
+def test_defaults_are_attributed_and_documented(registries):
+    for family in FAMILIES:
+        for name in registries[family].names():
+            component = registries.get(family, name)
+            assert component.family == family and component.name == name
+            assert component.plugin.startswith("rlhf_plug_plugins."), component.plugin
+            assert component.help, f"{family} '{name}' has no help line"
+    assert registries.get("stage", "sft").config is not None  # stages validate with a config model
+
+
+def test_default_manager_has_no_entry_point_plugins(pm):
+    assert pm.distributions == {}
+    names = {name for name, _ in pm.list_name_plugin()}
+    import rlhf_plug_plugins
+
+    assert names == set(rlhf_plug_plugins.DEFAULT_PLUGINS)
+
+
+def test_inline_plugin_registers_components(pm):
+    class Politeness:
+        """Rewards saying please."""
+
+        def __init__(self, bonus: float = 1.0):
+            self.bonus = bonus
+
+    class P:
+        @hookimpl
+        def rlhf_register_reward_functions(self, register):
+            register("politeness", Politeness)
+            register("custom_help", Politeness, help="explicit help")
+
+    registries = registries_with(pm, P())
+    component = registries.get("reward_function", "politeness")
+    assert component.plugin == "p"
+    assert component.help == "Rewards saying please."
+    assert registries.get("reward_function", "custom_help").help == "explicit help"
+    assert "length_penalty" in registries["reward_function"].names()  # defaults still there
+    built = component.build({"bonus": 2})
+    assert isinstance(built, Politeness) and built.bonus == 2.0
+
+
+def test_component_with_is_validated_against_the_signature(registries):
+    from rlhf_plug.validation import KeyPathError
+
+    adaptive = registries.get("kl_controller", "adaptive")
+    assert adaptive.build({"init": 0.2, "target": 3}).target == 3.0
+    with pytest.raises(KeyPathError, match="did you mean 'target'"):
+        adaptive.validate({"targte": 3}, ("x",))
+    with pytest.raises(KeyPathError, match="greater than 0"):
+        adaptive.validate({"target": -1})
+
+
+def test_duplicate_name_names_both_plugins(pm):
+    class P:
+        @hookimpl
+        def rlhf_register_losses(self, register):
+            register("my_loss", lambda: None)
+
+    class P2:
+        @hookimpl
+        def rlhf_register_losses(self, register):
+            register("my_loss", lambda: None)
+
+    with pytest.raises(PluginError) as info:
+        registries_with(pm, P(), P2())
+    message = str(info.value)
+    assert "'my_loss'" in message
+    assert "'p'" in message and "'p2'" in message
+
+
+def test_duplicate_of_a_default_names_both_plugins(pm):
+    class P:
+        @hookimpl
+        def rlhf_register_reward_functions(self, register):
+            register("length_penalty", lambda: None)
+
+    with pytest.raises(PluginError) as info:
+        registries_with(pm, P())
+    message = str(info.value)
+    assert "length_penalty" in message
+    assert "'p'" in message and "'rlhf_plug_plugins.rewards'" in message
+
+
+def test_same_name_in_different_families_is_fine(pm):
+    class P:
+        @hookimpl
+        def rlhf_register_evaluators(self, register):
+            register("fixed", lambda: None)  # also a kl_controller
+
+    registries = registries_with(pm, P())
+    assert registries.get("evaluator", "fixed").plugin == "p"
+    assert registries.get("kl_controller", "fixed").plugin == "rlhf_plug_plugins.kl_controllers"
+
+
+def test_unknown_name_has_did_you_mean_and_available(registries):
+    with pytest.raises(PluginError) as info:
+        registries.get("reward_function", "lenght_penalty")
+    message = str(info.value)
+    assert "unknown reward function 'lenght_penalty'" in message
+    assert "did you mean 'length_penalty'?" in message
+    assert "available: " + ", ".join(registries["reward_function"].names()) in message
+
+
+def test_unknown_name_without_close_match(registries):
+    with pytest.raises(PluginError) as info:
+        registries.get("loss", "zzzz")
+    message = str(info.value)
+    assert "did you mean" not in message
+    assert "ppo_clip" in message and "reinforce" in message
+
+
+@pytest.mark.parametrize(
+    "name, factory, words",
+    [("", dict, ["invalid name"]), (3, dict, ["invalid name"]), ("x", "not callable", ["non-callable", "'x'"])],
+)
+def test_invalid_registrations_name_the_plugin(pm, name, factory, words):
+    class P:
+        @hookimpl
+        def rlhf_register_kl_controllers(self, register):
+            register(name, factory)
+
+    with pytest.raises(PluginError) as info:
+        registries_with(pm, P())
+    assert "'p'" in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_register_hook_that_raises_names_the_plugin(pm):
+    class P:
+        @hookimpl
+        def rlhf_register_data_sources(self, register):
+            raise RuntimeError("boom while registering")
+
+    with pytest.raises(PluginError) as info:
+        registries_with(pm, P())
+    message = str(info.value)
+    assert "'p'" in message
+    assert "rlhf_register_data_sources" in message
+    assert "boom while registering" in message
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_misspelled_hook_fails_check_pending(pm):
+    class P:
+        @hookimpl
+        def rlhf_register_rewards(self, register):  # should be rlhf_register_reward_functions
+            register("x", dict)
+
+    pm.register(P(), name="p")
+    with pytest.raises(PluginError) as info:
+        check_pending(pm)
+    message = str(info.value)
+    assert "'p'" in message
+    assert "rlhf_register_rewards" in message
+
+
+def test_misspelled_hook_in_a_module_fails_get_plugin_manager(make_module):
+    module = make_module(
+        "typo_plugin_mod",
+        """
+        from rlhf_plug import hookimpl
+
+        @hookimpl
+        def rlhf_stage_ends(stage, results):
+            pass
+        """,
+    )
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager([module], autoload=False)
+    assert "typo_plugin_mod" in str(info.value)
+    assert "rlhf_stage_ends" in str(info.value)
+
+
+def test_hookimpl_with_unknown_argument_is_invalid(make_module):
+    module = make_module(
+        "badargs_plugin_mod",
+        """
+        from rlhf_plug import hookimpl
+
+        @hookimpl
+        def rlhf_register_losses(register, extra):
+            pass
+        """,
+    )
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager([module], autoload=False)
+    assert "'badargs_plugin_mod'" in str(info.value)
+    assert "extra" in str(info.value)
+
+
+def test_well_formed_manager_passes_check_pending(pm):
+    check_pending(pm)  # no error
+
+
+# --------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------
+
+
+class FakeEntryPoint:
+    def __init__(self, name, target=None, group=ENTRY_POINT_GROUP, error=None):
+        self.name, self.group, self.target, self.error = name, group, target, error
+        self.loaded = 0
+
+    def load(self):
+        self.loaded += 1
+        if self.error is not None:
+            raise self.error
+        return self.target
+
+
+class FakeDistribution:
+    def __init__(self, name, version, entry_points):
+        self.metadata = {"name": name, "Name": name}
+        self.version = version
+        self.entry_points = entry_points
+
+
+class EntryPointPlugin:
+    @hookimpl
+    def rlhf_register_losses(self, register):
+        register("ep_loss", lambda: None)
+
+
+@pytest.fixture
+def fake_dists(monkeypatch):
+    """Replace importlib.metadata.distributions with a list the test fills."""
+    dists: list[FakeDistribution] = []
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda *a, **k: iter(list(dists)))
+    return dists
+
+
+def test_entry_point_loaded_with_autoload(fake_dists):
+    ep = FakeEntryPoint("fancy", EntryPointPlugin())
+    other_group = FakeEntryPoint("not_ours", group="console_scripts", error=AssertionError("must not load"))
+    fake_dists.append(FakeDistribution("rlhf-plug-fancy", "1.2.3", [other_group, ep]))
+    pm = get_plugin_manager(autoload=True)
+    assert pm.get_plugin("fancy") is ep.target
+    assert pm.distributions == {"fancy": "rlhf-plug-fancy 1.2.3"}
+    assert other_group.loaded == 0
+    assert Registries(pm).get("loss", "ep_loss").plugin == "fancy"
+
+
+def test_entry_point_not_loaded_without_autoload(fake_dists):
+    ep = FakeEntryPoint("fancy", EntryPointPlugin())
+    fake_dists.append(FakeDistribution("rlhf-plug-fancy", "1.2.3", [ep]))
+    pm = get_plugin_manager(autoload=False)
+    assert pm.get_plugin("fancy") is None
+    assert ep.loaded == 0
+    assert "ep_loss" not in Registries(pm)["loss"].names()
+
+
+def test_entry_point_autoload_follows_env_var(fake_dists, monkeypatch):
+    fake_dists.append(FakeDistribution("rlhf-plug-fancy", "1.0", [FakeEntryPoint("fancy", EntryPointPlugin())]))
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    assert get_plugin_manager().get_plugin("fancy") is None
+    assert get_plugin_manager(autoload=True).get_plugin("fancy") is not None  # explicit wins
+    monkeypatch.delenv(DISABLE_AUTOLOAD_ENV)
+    assert get_plugin_manager().get_plugin("fancy") is not None
+
+
+def test_entry_point_import_error_names_it(fake_dists):
+    bad = FakeEntryPoint("broken_plugin", error=ImportError("No module named 'missing_dep'"))
+    fake_dists.append(FakeDistribution("rlhf-plug-broken", "0.1", [bad]))
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager(autoload=True)
+    message = str(info.value)
+    assert "'broken_plugin'" in message
+    assert "rlhf-plug-broken" in message
+    assert "missing_dep" in message
+
+
+def test_entry_point_for_a_default_module_is_not_registered_twice(fake_dists):
+    import rlhf_plug_plugins.rewards as rewards
+
+    fake_dists.append(
+        FakeDistribution(
+            "dup", "1", [FakeEntryPoint("rewards_again", rewards), FakeEntryPoint("rlhf_plug_plugins.losses", object())]
+        )
+    )
+    pm = get_plugin_manager(autoload=True)
+    assert pm.get_plugin("rewards_again") is None
+    registries = Registries(pm)  # no duplicate-name error
+    assert registries.get("reward_function", "length_penalty").plugin == "rlhf_plug_plugins.rewards"
+
+
+def test_plugins_command_shows_entry_point_distribution(fake_dists, monkeypatch, capsys):
+    from rlhf_plug.cli import main
+
+    fake_dists.append(FakeDistribution("rlhf-plug-fancy", "1.2.3", [FakeEntryPoint("fancy", EntryPointPlugin())]))
+    monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "rlhf-plug-fancy 1.2.3" in out
+    assert "ep_loss" in out
+
+
+# --------------------------------------------------------------------------
+# Plugin modules (-p, RLHF_PLUG_PLUGINS, recipe plugins:)
+# --------------------------------------------------------------------------
+
+MODULE_SOURCE = """
+from rlhf_plug import hookimpl
+
+class Shout:
+    \"\"\"Reward for capital letters.\"\"\"
+
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
+
+@hookimpl
+def rlhf_register_reward_functions(register):
+    register("{name}", Shout)
+"""
+
+
+def test_named_module_is_registered(make_module):
+    module = make_module("shout_plugin_mod", MODULE_SOURCE.replace("{name}", "shout"))
+    pm = get_plugin_manager([module], autoload=False)
+    assert pm.get_plugin(module) is sys.modules[module]
+    component = Registries(pm).get("reward_function", "shout")
+    assert component.plugin == module
+    assert component.help == "Reward for capital letters."
+
+
+def test_named_module_registered_once(make_module):
+    module = make_module("once_plugin_mod", MODULE_SOURCE.replace("{name}", "once"))
+    pm = get_plugin_manager([module, module], autoload=False)
+    register_module(pm, module)  # e.g. both -p and the recipe's plugins:
+    Registries(pm)  # no duplicate error
+
+
+def test_missing_module_names_it():
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager(["no_such_plugin_module_xyz"], autoload=False)
+    assert "'no_such_plugin_module_xyz'" in str(info.value)
+
+
+def test_module_failing_at_import_names_it(make_module):
+    module = make_module("crashing_plugin_mod", "raise RuntimeError('bad config at import')\n")
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager([module], autoload=False)
+    assert "'crashing_plugin_mod'" in str(info.value)
+    assert "bad config at import" in str(info.value)
+
+
+def test_env_var_adds_modules(make_module, monkeypatch):
+    a = make_module("env_plugin_a", MODULE_SOURCE.replace("{name}", "env_a"))
+    b = make_module("env_plugin_b", MODULE_SOURCE.replace("{name}", "env_b"))
+    monkeypatch.setenv(EXTRA_PLUGINS_ENV, f" {a} , ,{b}")
+    registries = Registries(get_plugin_manager(autoload=False))
+    assert registries.get("reward_function", "env_a").plugin == a
+    assert registries.get("reward_function", "env_b").plugin == b
+
+
+def test_env_var_with_missing_module(monkeypatch):
+    monkeypatch.setenv(EXTRA_PLUGINS_ENV, "definitely_missing_plugin_mod")
+    with pytest.raises(PluginError, match="definitely_missing_plugin_mod"):
+        get_plugin_manager(autoload=False)
+
+
+def test_module_whose_factory_raises_in_register_hook(make_module):
+    module = make_module(
+        "raising_register_mod",
+        """
+        from rlhf_plug import hookimpl
+
+        def make_factory():
+            raise ValueError("cannot build the factory")
+
+        @hookimpl
+        def rlhf_register_evaluators(register):
+            register("broken", make_factory())
+        """,
+    )
+    pm = get_plugin_manager([module], autoload=False)
+    with pytest.raises(PluginError) as info:
+        Registries(pm)
+    assert "'raising_register_mod'" in str(info.value)
+    assert "cannot build the factory" in str(info.value)
+
+
+def test_factory_that_raises_when_built_names_the_plugin(tmp_path, make_module, monkeypatch):
+    """StageContext.build wraps a crashing factory in a PluginError naming component and plugin."""
+    module = make_module(
+        "raising_factory_mod",
+        """
+        from rlhf_plug import hookimpl
+
+        class Broken:
+            def __init__(self, path: str = "x"):
+                raise OSError("disk on fire")
+
+        @hookimpl
+        def rlhf_register_data_sources(register):
+            register("broken", Broken)
+        """,
+    )
+    from rlhf_plug.recipe import DataRef
+
+    pm = get_plugin_manager([module], autoload=False)
+    registries = Registries(pm)
+    sft_recipe = "name: t\noutput_dir: {out}\nstages:\n  - sft:\n      data: {{use: broken}}\n"
+    ctx = _contexts(tmp_path, registries, pm, sft_recipe)[0]
+    with pytest.raises(PluginError) as info:
+        ctx.build("data_source", DataRef(use="broken"), ("data",))
+    message = str(info.value)
+    assert "'broken'" in message and "'raising_factory_mod'" in message and "disk on fire" in message
+
+
+# --------------------------------------------------------------------------
+# Lifecycle hooks (stage start/end, steps, evaluation, configure)
+# --------------------------------------------------------------------------
+
+TOY_STAGES_SOURCE = """
+from rlhf_plug import DataError, hookimpl
+from rlhf_plug.stage import StageConfig
+
+RUNS = []
+
+
+class ToyConfig(StageConfig):
+    steps: int = 2
+    fail_check: bool = False
+    fail_run: bool = False
+
+
+class ToyStage:
+    \"\"\"A stage that trains nothing.\"\"\"
+
+    def __init__(self, config):
+        self.config = config
+
+    def check(self, ctx):
+        if self.config.fail_check:
+            raise DataError("toy.jsonl: data file not found")
+
+    def run(self, ctx):
+        RUNS.append(ctx.name)
+        for step in range(1, self.config.steps + 1):
+            ctx.log_metrics(step, {"loss": 1.0 / step})
+        ctx.log_metrics(self.config.steps, {"eval_loss": 0.25}, evaluation=True)
+        (ctx.output_dir / "artifact.txt").write_text(ctx.name)
+        if self.config.fail_run:
+            raise RuntimeError("toy stage crashed")
+        return {"steps": self.config.steps}
+
+
+@hookimpl
+def rlhf_register_stages(register):
+    register("toy", ToyStage, config=ToyConfig)
+"""
+
+TOY_RECIPE = """\
+name: toy-run
+seed: 3
+output_dir: {out}
+stages:
+  - toy: {{}}
+  - toy:
+      name: second
+      steps: 1
+"""
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    @hookimpl
+    def rlhf_configure(self, recipe):
+        self.calls.append(("configure", recipe.name))
+
+    @hookimpl
+    def rlhf_stage_start(self, stage):
+        self.calls.append(("stage_start", stage.name))
+
+    @hookimpl
+    def rlhf_step_end(self, stage, step, metrics):
+        self.calls.append(("step_end", stage.name, step, dict(metrics)))
+
+    @hookimpl
+    def rlhf_evaluate(self, stage, step, metrics):
+        self.calls.append(("evaluate", stage.name, step, dict(metrics)))
+
+    @hookimpl
+    def rlhf_stage_end(self, stage, results):
+        self.calls.append(("stage_end", stage.name, dict(results), sorted(p.name for p in stage.output_dir.iterdir())))
+
+
+@pytest.fixture
+def toy(make_module, tmp_path):
+    """A plugin manager with the toy stage and a recording plugin."""
+    module_name = make_module("toy_stages_mod", TOY_STAGES_SOURCE)
+    pm = get_plugin_manager([module_name], autoload=False)
+    recorder = Recorder()
+    pm.register(recorder, name="recorder")
+    registries = Registries(pm)
+    return pm, registries, recorder, sys.modules[module_name]
+
+
+def _load_toy(tmp_path, registries, text=TOY_RECIPE, overrides=()):
+    from rlhf_plug.recipe import load_recipe
+
+    path = write_recipe(tmp_path / "toy.yaml", text.format(out=json.dumps(str(tmp_path / "runs"))))
+    return load_recipe(path, registries, list(overrides))
+
+
+def _contexts(tmp_path, registries, pm, text):
+    from rlhf_plug.runner import make_contexts
+
+    loaded = _load_toy(tmp_path, registries, text)
+    return make_contexts(loaded, registries, pm, Console(file=io.StringIO()))
+
+
+def test_log_metrics_writes_jsonl_and_calls_step_end_and_evaluate(toy, tmp_path):
+    pm, registries, recorder, _ = toy
+    ctx = _contexts(tmp_path, registries, pm, TOY_RECIPE)[0]
+    ctx.output_dir.mkdir(parents=True)
+    ctx.log_metrics(1, {"loss": 2.0, "learning_rate": 1e-4})
+    ctx.log_metrics(1, {"eval_loss": 1.5}, evaluation=True)
+    assert recorder.calls == [
+        ("step_end", "toy", 1, {"loss": 2.0, "learning_rate": 1e-4}),
+        ("evaluate", "toy", 1, {"eval_loss": 1.5}),
+    ]
+    records = [json.loads(line) for line in (ctx.output_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in records] == [(1, "train"), (1, "eval")]
+    assert records[0]["loss"] == 2.0 and records[1]["eval_loss"] == 1.5
+    assert all(isinstance(r["time"], float) for r in records)
+
+
+def test_log_metrics_on_other_ranks_only_broadcasts(toy, tmp_path):
+    pm, registries, recorder, _ = toy
+    ctx = _contexts(tmp_path, registries, pm, TOY_RECIPE)[0]
+    ctx.is_main_process = False
+    ctx.log_metrics(1, {"loss": 2.0})
+    assert not (ctx.output_dir / "metrics.jsonl").exists()
+    assert recorder.calls == [("step_end", "toy", 1, {"loss": 2.0})]
+
+
+def test_run_recipe_calls_lifecycle_hooks_in_order(toy, tmp_path):
+    from rlhf_plug.runner import run_recipe
+
+    pm, registries, recorder, module = toy
+    loaded = _load_toy(tmp_path, registries)
+    results = run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
+    assert results == {"toy": {"steps": 2}, "second": {"steps": 1}}
+    assert module.RUNS == ["toy", "second"]
+    artifacts = ["artifact.txt", "metrics.jsonl", "recipe.yaml", "results.json"]
+    assert recorder.calls == [
+        ("configure", "toy-run"),
+        ("stage_start", "toy"),
+        ("step_end", "toy", 1, {"loss": 1.0}),
+        ("step_end", "toy", 2, {"loss": 0.5}),
+        ("evaluate", "toy", 2, {"eval_loss": 0.25}),
+        ("stage_end", "toy", {"steps": 2}, artifacts),
+        ("stage_start", "second"),
+        ("step_end", "second", 1, {"loss": 1.0}),
+        ("evaluate", "second", 1, {"eval_loss": 0.25}),
+        ("stage_end", "second", {"steps": 1}, artifacts),
+    ]
+    root = tmp_path / "runs" / "toy-run"
+    assert sorted(p.name for p in root.iterdir()) == ["second", "toy"]  # no .partial folders left
+    assert json.loads((root / "toy" / "results.json").read_text()) == {"steps": 2}
+    lines = (root / "toy" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+
+
+def test_run_recipe_resume_skips_completed_stages(toy, tmp_path):
+    from rlhf_plug.runner import run_recipe
+
+    pm, registries, recorder, module = toy
+    loaded = _load_toy(tmp_path, registries)
+    run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
+    module.RUNS.clear()
+    recorder.calls.clear()
+    results = run_recipe(loaded, registries, pm, Console(file=io.StringIO()), resume=True)
+    assert module.RUNS == []
+    assert results == {"toy": {"steps": 2}, "second": {"steps": 1}}
+    assert [c[0] for c in recorder.calls] == ["configure"]
+
+
+def test_failed_stage_leaves_no_output(toy, tmp_path):
+    from rlhf_plug.runner import run_recipe
+
+    pm, registries, recorder, _ = toy
+    loaded = _load_toy(tmp_path, registries, overrides=["second.fail_run=true"])
+    with pytest.raises(RuntimeError, match="toy stage crashed"):
+        run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
+    root = tmp_path / "runs" / "toy-run"
+    assert sorted(p.name for p in root.iterdir()) == ["toy"]  # the first stage completed
+    assert ("stage_end", "second") not in [c[:2] for c in recorder.calls]
+
+
+def test_run_checks_every_stage_before_running_any(toy, tmp_path):
+    """A data error in a later stage must stop the run before an earlier stage trains."""
+    from rlhf_plug.runner import run_recipe
+
+    pm, registries, recorder, module = toy
+    loaded = _load_toy(tmp_path, registries, overrides=["second.fail_check=true"])
+    with pytest.raises(DataError):
+        run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
+    assert module.RUNS == [], "the first stage ran although the second stage's check fails"
+    assert not (tmp_path / "runs" / "toy-run").exists()
+
+
+def test_configure_is_historic(toy, tmp_path):
+    pm, registries, recorder, _ = toy
+    loaded = _load_toy(tmp_path, registries)
+    pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
+    late = Recorder()
+    pm.register(late, name="late")
+    assert recorder.calls == [("configure", "toy-run")]
+    assert late.calls == [("configure", "toy-run")]
+
+
+# --------------------------------------------------------------------------
+# Meta: every hook is documented and tested
+# --------------------------------------------------------------------------
+
+
+def _hookspec_names() -> list[str]:
+    return sorted(
+        name for name, obj in vars(hookspecs).items() if name.startswith("rlhf_") and inspect.isfunction(obj)
+    )
+
+
+def test_every_hook_is_documented_and_tested():
+    names = _hookspec_names()
+    assert set(FAMILIES.values()) <= set(names)
+    assert {"rlhf_configure", "rlhf_stage_start", "rlhf_stage_end", "rlhf_step_end", "rlhf_evaluate"} <= set(names)
+    for name in names:
+        doc = inspect.getdoc(getattr(hookspecs, name)) or ""
+        assert ":param" in doc or ":return:" in doc, f"hookspec {name} lacks :param/:return: docs"
+    this_test = inspect.getsource(test_every_hook_is_documented_and_tested)
+    corpus = "\n".join(p.read_text(encoding="utf-8") for p in sorted(TESTS_DIR.glob("*.py")))
+    corpus = corpus.replace(this_test, "")
+    untested = [name for name in names if name not in corpus]
+    assert not untested, f"hooks without a test: {untested}"
