@@ -13,12 +13,8 @@ class RMAccuracy:
         self.max_pairs = max_pairs
 
     def __call__(self, context) -> dict[str, float]:
-        from rlhf_plug_plugins.rm_scoring import score
-
         pairs = subset(context.pairs, self.max_pairs)
-        prompts = _prompts(pairs)
-        chosen = score(context.model, context.tokenizer, prompts, pairs["chosen"], self.batch_size)
-        rejected = score(context.model, context.tokenizer, prompts, pairs["rejected"], self.batch_size)
+        chosen, rejected = rm_pair_scores(context, pairs, self.batch_size)
         wins = [c > r for c, r in zip(chosen, rejected)]
         margins = [c - r for c, r in zip(chosen, rejected)]
         return {"rm_accuracy": sum(wins) / len(wins), "rm_margin": sum(margins) / len(margins)}
@@ -32,14 +28,11 @@ class JudgeAgreement:
         self.max_pairs = max_pairs
 
     def __call__(self, context) -> dict[str, float]:
-        from rlhf_plug_plugins.rm_scoring import score
-
         if not context.judges:
             return {}
         pairs = subset(context.pairs, self.max_pairs)
         prompts, columns = _prompts(pairs), _columns(pairs)
-        rm_chosen = score(context.model, context.tokenizer, prompts, pairs["chosen"], self.batch_size)
-        rm_rejected = score(context.model, context.tokenizer, prompts, pairs["rejected"], self.batch_size)
+        rm_chosen, rm_rejected = rm_pair_scores(context, pairs, self.batch_size)
         rm_prefers = [c > r for c, r in zip(rm_chosen, rm_rejected)]
         metrics = {}
         for name, judge in context.judges.items():
@@ -49,6 +42,26 @@ class JudgeAgreement:
             metrics[f"{name}_agreement"] = sum(a == b for a, b in zip(rm_prefers, judge_prefers)) / len(pairs)
             metrics[f"{name}_accuracy"] = sum(judge_prefers) / len(pairs)
         return metrics
+
+
+def rm_pair_scores(context, pairs, batch_size: int) -> tuple[list[float], list[float]]:
+    """RM scores of each pair's chosen and rejected answer.
+
+    Rankings repeat each answer in K−1 pairs, so every distinct
+    (prompt, answer) is scored once and cached on the context.
+    """
+    from rlhf_plug_plugins.rm_scoring import score
+
+    prompts = _prompts(pairs)
+    texts = [(p, c) for p, c in zip(prompts, pairs["chosen"])] + [(p, r) for p, r in zip(prompts, pairs["rejected"])]
+    keys = [repr(t) for t in texts]
+    missing = {k: t for k, t in zip(keys, texts) if k not in context.cache}
+    if missing:
+        todo = list(missing.values())
+        values = score(context.model, context.tokenizer, [p for p, _ in todo], [c for _, c in todo], batch_size)
+        context.cache.update(zip(missing, values))
+    scores = [context.cache[k] for k in keys]
+    return scores[: len(pairs)], scores[len(pairs) :]
 
 
 def subset(pairs, max_pairs: int | None):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
@@ -34,6 +34,7 @@ class RewardEvalContext:
     tokenizer: Any
     pairs: Any  # datasets.Dataset of held-out chosen/rejected pairs (prompt optional)
     judges: dict[str, Any]  # name -> reward function, from the stage's `judges:`
+    cache: dict = field(default_factory=dict)  # shared by evaluators, e.g. RM scores per text
 
 
 class RewardStage:
@@ -58,32 +59,30 @@ class RewardStage:
     def run(self, ctx) -> dict:
         from trl import RewardConfig, RewardTrainer
 
-        from rlhf_plug.models import load_tokenizer, lora_config, model_init_kwargs, quantization_config
-        from rlhf_plug.training import attach_progress, run_info, save_trained, trainer_config
+        from rlhf_plug.models import load_tokenizer
+        from rlhf_plug.training import (
+            attach_progress,
+            run_info,
+            save_trained,
+            trl_trainer,
+        )
 
         split = ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
         evaluators = [ctx.build("evaluator", ref, ("evaluators", i)) for i, ref in enumerate(self.config.evaluators)]
         judges = {ref.use: ctx.build("reward_function", ref, ("judges", i)) for i, ref in enumerate(self.config.judges)}
         base = ctx.model_path(default_from=("sft",))
         tokenizer = load_tokenizer(base)
-        args = trainer_config(
-            RewardConfig, ctx,
-            learning_rate=1e-4, per_device_train_batch_size=8, per_device_eval_batch_size=16,
-            max_length=512, model_init_kwargs=model_init_kwargs(ctx.quantization),
-        )
-        trainer = RewardTrainer(
-            model=base,
-            args=args,
-            train_dataset=split.train,
-            processing_class=tokenizer,
-            peft_config=lora_config(self.config.lora, "SEQ_CLS"),
-            quantization_config=quantization_config(ctx.quantization),
+        # Held-out pairs go to our evaluators (RM accuracy, judge agreement), not to the trainer.
+        trainer = trl_trainer(
+            RewardTrainer, RewardConfig, ctx, base=base, tokenizer=tokenizer, train=split.train,
+            task_type="SEQ_CLS", learning_rate=1e-4, per_device_train_batch_size=8,
         )
         attach_progress(trainer, ctx, ("loss", "accuracy", "margin"))
         results: dict = {**run_info(ctx, base), "train_pairs": len(split.train), "eval_pairs": len(split.eval) if split.eval else 0}
         dropped = len(split.train) - len(trainer.train_dataset)
         if dropped:
-            ctx.console.print(f"  [yellow]{dropped} training pairs longer than max_length={args.max_length} were dropped[/]")
+            limit = trainer.args.max_length
+            ctx.console.print(f"  [yellow]{dropped} training pairs longer than max_length={limit} were dropped[/]")
             results["dropped_pairs"] = dropped
         results.update(_evaluate(ctx, trainer, evaluators, judges, split.eval, "before", step=0))
         train_output = trainer.train()

@@ -31,25 +31,20 @@ class SFTStage:
     def run(self, ctx) -> dict:
         from trl import SFTConfig, SFTTrainer
 
-        from rlhf_plug.models import load_tokenizer, lora_config, model_init_kwargs, quantization_config
-        from rlhf_plug.training import attach_progress, run_info, save_trained, trainer_config
+        from rlhf_plug.models import load_tokenizer
+        from rlhf_plug.training import (
+            attach_progress,
+            run_info,
+            save_trained,
+            trl_trainer,
+        )
 
         split = ctx.load_data(self.config.data, ("data",), SFT_FORMATS)
         base = ctx.model_path()
         tokenizer = load_tokenizer(base)
-        args = trainer_config(
-            SFTConfig, ctx,
-            learning_rate=2e-4, per_device_train_batch_size=8, per_device_eval_batch_size=16,
-            max_length=512, model_init_kwargs=model_init_kwargs(ctx.quantization),
-        )
-        trainer = SFTTrainer(
-            model=base,
-            args=args,
-            train_dataset=split.train,
-            eval_dataset=split.eval,
-            processing_class=tokenizer,
-            peft_config=lora_config(self.config.lora, "CAUSAL_LM"),
-            quantization_config=quantization_config(ctx.quantization),
+        trainer = trl_trainer(
+            SFTTrainer, SFTConfig, ctx, base=base, tokenizer=tokenizer, train=split.train, evaluation=split.eval,
+            task_type="CAUSAL_LM", learning_rate=2e-4, per_device_train_batch_size=8,
         )
         attach_progress(trainer, ctx, ("loss", "mean_token_accuracy"))
         results: dict = run_info(ctx, base)

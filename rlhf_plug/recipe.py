@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 

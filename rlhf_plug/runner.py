@@ -53,13 +53,12 @@ def check_recipe(loaded: LoadedRecipe, registries, pm, console) -> None:
 
 def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = False) -> dict[str, dict]:
     """Run every stage; with ``resume``, skip stages whose output is complete."""
-    from accelerate import PartialState
-
-    from rlhf_plug.training import quiet_libraries, results_table
+    from rlhf_plug.training import distributed_state, quiet_libraries, results_table
 
     quiet_libraries()
-    state = PartialState()
-    check_recipe(loaded, registries, pm, console)  # fail before anything is trained or written
+    state = distributed_state()
+    # Fail before anything is trained or written (quietly: each stage reports its data when it runs).
+    check_recipe(loaded, registries, pm, type(console)(quiet=True))
     root = run_dir(loaded)
     pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
     all_results: dict[str, dict] = {}

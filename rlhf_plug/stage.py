@@ -13,7 +13,14 @@ from pydantic import Field
 from rlhf_plug import data as data_mod
 from rlhf_plug.errors import PluginError, UserError
 from rlhf_plug.models import check_model_name, resolve_model
-from rlhf_plug.recipe import ComponentRef, DataRef, LoadedRecipe, Quantization, StageSpec, Strict
+from rlhf_plug.recipe import (
+    ComponentRef,
+    DataRef,
+    LoadedRecipe,
+    Quantization,
+    StageSpec,
+    Strict,
+)
 from rlhf_plug.validation import KeyPathError, check_keys
 
 MODEL_DIR = "model"  # merged full model + tokenizer: the next stage's input

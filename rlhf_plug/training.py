@@ -22,10 +22,10 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 def quiet_libraries() -> None:
     """Silence library progress bars and info logs; our rich display replaces them."""
+    import warnings
+
     import datasets
     import transformers
-
-    import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)\b.*")
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|trl|peft)\b.*")
@@ -54,6 +54,29 @@ def trainer_config(config_class: type, ctx, **stage_defaults) -> Any:
         raise ctx.error(("args",), f"{config_class.__name__} rejected the arguments: {exc}") from None
 
 
+def trl_trainer(trainer_class, config_class, ctx, *, base: str, tokenizer, train, task_type: str, evaluation=None, **defaults):
+    """Build a TRL trainer from a stage's recipe section: args, LoRA and quantization.
+
+    ``defaults`` are the stage's own defaults for the TRL config; the recipe's
+    ``args`` override them.
+    """
+    from rlhf_plug.models import lora_config, model_init_kwargs, quantization_config
+
+    args = trainer_config(
+        config_class, ctx, per_device_eval_batch_size=16, max_length=512,
+        model_init_kwargs=model_init_kwargs(ctx.quantization), **defaults,
+    )
+    return trainer_class(
+        model=base,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        peft_config=lora_config(ctx.config.lora, task_type),
+        quantization_config=quantization_config(ctx.quantization),
+    )
+
+
 def finite(value: Any) -> float | None:
     try:
         value = float(value)
@@ -73,7 +96,14 @@ def attach_progress(trainer, ctx, key_metrics: tuple[str, ...] = ("loss",)) -> N
 
 def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
     """A ``TrainerCallback`` that draws a rich progress bar and reports metrics to the hooks."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
@@ -148,12 +178,27 @@ def save_trained(trainer, ctx, base: str, tokenizer, auto_class: str, **load_kwa
     if not ctx.is_main_process:
         return
     tokenizer.save_pretrained(target)
+    scratch = ctx.output_dir / "trainer"
+    if scratch.is_dir() and not any(scratch.iterdir()):
+        scratch.rmdir()
     if uses_lora:
         merge_adapter(base, target, ctx.output_dir / MODEL_DIR, auto_class, tokenizer, **load_kwargs)
+
+
+def distributed_state():
+    """accelerate's process state; on CPU it must be asked for explicitly (gloo DDP)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def run_info(ctx, base: str) -> dict:
     """The first rows of a stage's results: which model it started from and how it was loaded."""
     from rlhf_plug.models import use_4bit
 
-    return {"base_model": base, "quantization": "nf4-4bit" if use_4bit(ctx.quantization) else "none"}
+    return {
+        "base_model": base,
+        "quantization": "nf4-4bit" if use_4bit(ctx.quantization) else "none",
+        "processes": distributed_state().num_processes,
+    }

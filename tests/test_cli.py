@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import write_jsonl, write_recipe
+
 from rlhf_plug.registry import FAMILIES
 
 TIMEOUT = 300

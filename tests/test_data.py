@@ -7,11 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rlhf_plug.data import as_rows
 from conftest import write_jsonl
+from rlhf_plug_plugins.data_sources import (
+    BUILTIN_DIR,
+    BuiltinSource,
+    FileSource,
+    HubSource,
+)
+
 from rlhf_plug.data import (
     FORMATS,
+    as_rows,
     detect_format,
     expand_rankings,
     load_split,
@@ -20,7 +26,6 @@ from rlhf_plug.data import (
 )
 from rlhf_plug.errors import DataError
 from rlhf_plug.recipe import DataRef
-from rlhf_plug_plugins.data_sources import BUILTIN_DIR, BuiltinSource, FileSource, HubSource
 
 PC_ROWS = [
     {"prompt": "What is 2 + 2?", "completion": "4"},

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, write_recipe
 
 from rlhf_plug.data import as_rows
-from conftest import REPO, write_recipe
 
 EXAMPLE_DIR = REPO / "examples" / "rlhf-plug-example"
 DIST = "rlhf-plug-example"
@@ -170,8 +170,9 @@ def test_politeness_values(installed):
 
 
 def test_jokes_data_source(installed):
-    from rlhf_plug.data import detect_format, validate_rows
     from rlhf_plug_example import ExampleJokes, ExamplePoliteness
+
+    from rlhf_plug.data import detect_format, validate_rows
 
     rankings = as_rows(ExampleJokes().load())
     demos = as_rows(ExampleJokes(kind="demos").load())

@@ -11,9 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import write_recipe
 from rich.console import Console
 
-from conftest import write_recipe
 from rlhf_plug import hookimpl, hookspecs
 from rlhf_plug.errors import DataError, PluginError
 from rlhf_plug.plugins import (

@@ -7,9 +7,9 @@ import json
 import re
 
 import pytest
+from conftest import write_jsonl, write_recipe
 from rich.console import Console
 
-from conftest import write_jsonl, write_recipe
 from rlhf_plug.bundled import find_recipe
 from rlhf_plug.errors import DataError, RecipeError, UserError
 from rlhf_plug.recipe import load_recipe

@@ -113,10 +113,10 @@ def test_reward_stage_learns_separable_rankings(tmp_path, tiny_model, registries
 def test_reward_scoring_matches_trl_tokenisation(tiny_model):
     """The learned-RM scorer must format text exactly as trl.RewardTrainer does."""
     from datasets import Dataset
+    from rlhf_plug_plugins.rm_scoring import reward_input_ids
     from trl import RewardConfig, RewardTrainer
 
     from rlhf_plug.models import load_tokenizer
-    from rlhf_plug_plugins.rm_scoring import reward_input_ids
 
     tokenizer = load_tokenizer(str(tiny_model))
     rows = [
