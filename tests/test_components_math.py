@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from rlhf_plug_plugins.kl_controllers import AdaptiveKL, FixedKL
 from rlhf_plug_plugins.losses import PPOClipLoss, ReinforceLoss
 
