@@ -275,10 +275,6 @@ def validate_recipe(data: dict, registries, source: RecipeSource) -> LoadedRecip
     return LoadedRecipe(recipe, stages, source, data)
 
 
-def stage_names_before(loaded: LoadedRecipe, index: int) -> list[str]:
-    return [s.name for s in loaded.stages[:index]]
-
-
 def _validate_stage(entry: dict, index: int, registries) -> StageSpec:
     path = ("stages", index)
     if len(entry) != 1:

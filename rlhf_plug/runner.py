@@ -15,8 +15,6 @@ from pathlib import Path
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
 from rlhf_plug.stage import RESULTS_FILE, StageContext
 
-DONE_MARKER = RESULTS_FILE
-
 
 def is_main_process() -> bool:
     """True on rank 0 (or when not distributed); reads the launcher's env, no torch import."""
@@ -65,8 +63,8 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
     contexts = make_contexts(loaded, registries, pm, console, output_of=lambda s: root / f".{s.name}.partial")
     for ctx in contexts:
         final = root / ctx.name
-        if resume and (final / DONE_MARKER).is_file():
-            all_results[ctx.name] = json.loads((final / DONE_MARKER).read_text())
+        if resume and (final / RESULTS_FILE).is_file():
+            all_results[ctx.name] = json.loads((final / RESULTS_FILE).read_text())
             if ctx.is_main_process:
                 console.print(f"[dim]stage {ctx.name}: already complete, skipped (--resume)[/]")
             continue
@@ -86,7 +84,7 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
             raise
         state.wait_for_everyone()
         if ctx.is_main_process:
-            (ctx.output_dir / DONE_MARKER).write_text(json.dumps(results, indent=2), encoding="utf-8")
+            (ctx.output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2), encoding="utf-8")
             _replace_dir(ctx.output_dir, final)
         state.wait_for_everyone()
         ctx.output_dir = final

@@ -146,8 +146,9 @@ class StageContext:
 
     def _model_choice(self, default_from: tuple[str, ...], resolve: bool) -> str:
         name = self.config.model
-        if name is not None and self.earlier_stage_dir(name) is not None:
-            return str(self.earlier_stage_dir(name) / MODEL_DIR)
+        earlier = self.earlier_stage_dir(name) if name is not None else None
+        if earlier is not None:
+            return str(earlier / MODEL_DIR)
         if name is None:
             earlier = self.latest_stage_dir(default_from)
             if earlier is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,22 @@ def registries(pm):
     from rlhf_plug.registry import Registries
 
     return Registries(pm)
+
+
+@pytest.fixture
+def make_module(tmp_path, monkeypatch):
+    """Write an importable module into tmp_path; forget it afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    created = []
+
+    def make(name: str, source: str) -> str:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        sys.modules.pop(name, None)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

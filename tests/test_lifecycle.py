@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 from conftest import write_recipe
@@ -18,33 +16,6 @@ from rlhf_plug.plugins import (
     get_plugin_manager,
 )
 from rlhf_plug.registry import Registries
-
-TESTS_DIR = Path(__file__).resolve().parent
-
-
-def registries_with(pm, *plugins) -> Registries:
-    """Register inline plugins as p, p2, p3... and collect the registries."""
-    for i, plugin in enumerate(plugins):
-        pm.register(plugin, name="p" if i == 0 else f"p{i + 1}")
-    return Registries(pm)
-
-
-@pytest.fixture
-def make_module(tmp_path, monkeypatch):
-    """Write an importable module into tmp_path; forget it afterwards."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    created = []
-
-    def make(name: str, source: str) -> str:
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        sys.modules.pop(name, None)
-
-
 
 # --------------------------------------------------------------------------
 # Lifecycle hooks (stage start/end, steps, evaluation, configure)

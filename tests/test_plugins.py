@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,20 +31,6 @@ def registries_with(pm, *plugins) -> Registries:
     return Registries(pm)
 
 
-@pytest.fixture
-def make_module(tmp_path, monkeypatch):
-    """Write an importable module into tmp_path; forget it afterwards."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    created = []
-
-    def make(name: str, source: str) -> str:
-        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-        created.append(name)
-        return name
-
-    yield make
-    for name in created:
-        sys.modules.pop(name, None)
 
 
 # --------------------------------------------------------------------------
