@@ -13,4 +13,7 @@ DEFAULT_PLUGINS = (
     "rlhf_plug_plugins.losses",
     "rlhf_plug_plugins.kl_controllers",
     "rlhf_plug_plugins.evaluators",
+    "rlhf_plug_plugins.stage_ppo",
+    "rlhf_plug_plugins.reward_model",
+    "rlhf_plug_plugins.ppo_evaluators",
 )

@@ -42,3 +42,20 @@ class LengthPenalty:
 def rlhf_register_reward_functions(register):
     register("simulated_annotator", SimulatedAnnotator)
     register("length_penalty", LengthPenalty)
+    register("trl_reward", TRLReward)
+
+
+class TRLReward:
+    """One of TRL's built-in reward functions (``trl.rewards.<name>``), e.g. ``think_format_reward``."""
+
+    def __init__(self, name: str):
+        import trl.rewards
+
+        if not callable(getattr(trl.rewards, name, None)):
+            available = ", ".join(n for n in dir(trl.rewards) if n.endswith("reward") and not n.startswith("_"))
+            raise ValueError(f"trl.rewards has no reward function '{name}' (available: {available})")
+        self.fn = getattr(trl.rewards, name)
+        self.__name__ = f"trl:{name}"
+
+    def __call__(self, prompts, completions, **columns) -> list[float]:
+        return self.fn(prompts=prompts, completions=completions, **columns)

@@ -28,6 +28,8 @@ def score(model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], 
     """Reward-model scores, one per (prompt, completion); the model's train/eval mode is restored."""
     import torch
 
+    from rlhf_plug_plugins.ppo.rollout import right_pad
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -40,12 +42,7 @@ def score(model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], 
                     reward_input_ids(tokenizer, p, c)
                     for p, c in zip(prompts[start : start + batch_size], completions[start : start + batch_size])
                 ]
-                width = max(len(x) for x in ids)
-                input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(ids), width), dtype=torch.long)
-                for row, x in enumerate(ids):
-                    input_ids[row, : len(x)] = torch.tensor(x)
-                    mask[row, : len(x)] = 1
+                input_ids, mask = right_pad(ids, pad)
                 logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits
                 scores.extend(logits[:, 0].float().cpu().tolist())
     finally:

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
-from rlhf_plug.stage import RESULTS_FILE, StageContext
+from rlhf_plug.stage import CHECKPOINTS_DIR, RESULTS_FILE, StageContext
 
 
 def is_main_process() -> bool:
@@ -69,9 +69,11 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
                 console.print(f"[dim]stage {ctx.name}: already complete, skipped (--resume)[/]")
             continue
         stage = registries.get("stage", ctx.kind).factory(ctx.config)
+        resuming = resume and has_checkpoints(ctx.output_dir)
         if ctx.is_main_process:
-            shutil.rmtree(ctx.output_dir, ignore_errors=True)
-            ctx.output_dir.mkdir(parents=True)
+            if not resuming:
+                shutil.rmtree(ctx.output_dir, ignore_errors=True)
+            ctx.output_dir.mkdir(parents=True, exist_ok=True)
             (ctx.output_dir / "recipe.yaml").write_text(to_yaml(loaded.data), encoding="utf-8")
             console.rule(f"[bold]stage {ctx.spec.index + 1}/{len(contexts)}: {ctx.name}[/] ({ctx.kind})")
         state.wait_for_everyone()
@@ -80,7 +82,7 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
             results = stage.run(ctx)
         except BaseException:
             if ctx.is_main_process:
-                shutil.rmtree(ctx.output_dir, ignore_errors=True)
+                _clean_up_failed(ctx, console)
             raise
         state.wait_for_everyone()
         if ctx.is_main_process:
@@ -93,6 +95,23 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
         pm.hook.rlhf_stage_end(stage=ctx, results=results)
         all_results[ctx.name] = results
     return all_results
+
+
+def has_checkpoints(stage_dir: Path) -> bool:
+    """Stages that write complete checkpoints under ``checkpoints/`` can be continued with ``--resume``."""
+    folder = stage_dir / CHECKPOINTS_DIR
+    return folder.is_dir() and any(p.name.startswith("step-") for p in folder.iterdir())
+
+
+def _clean_up_failed(ctx, console) -> None:
+    """Remove a failed stage's output, unless it holds checkpoints to resume from."""
+    if has_checkpoints(ctx.output_dir):
+        console.print(
+            f"[yellow]stage {ctx.name} stopped; its last good checkpoint is kept in {ctx.output_dir}/{CHECKPOINTS_DIR} "
+            "- rerun with --resume to continue[/]"
+        )
+        return
+    shutil.rmtree(ctx.output_dir, ignore_errors=True)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

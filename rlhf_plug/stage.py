@@ -27,6 +27,7 @@ MODEL_DIR = "model"  # merged full model + tokenizer: the next stage's input
 ADAPTER_DIR = "adapter"  # LoRA adapter (safetensors)
 RESULTS_FILE = "results.json"
 METRICS_FILE = "metrics.jsonl"
+CHECKPOINTS_DIR = "checkpoints"  # complete checkpoints: step-N/ folders (kept on failure, used by --resume)
 
 
 class StageConfig(Strict):

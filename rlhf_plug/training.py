@@ -94,8 +94,10 @@ def attach_progress(trainer, ctx, key_metrics: tuple[str, ...] = ("loss",)) -> N
     trainer.add_callback(progress_callback(ctx, key_metrics))
 
 
-def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
-    """A ``TrainerCallback`` that draws a rich progress bar and reports metrics to the hooks."""
+def make_progress(ctx, total: int, completed: int = 0):
+    """A started rich progress bar for a stage (main process only; None elsewhere)."""
+    if not ctx.is_main_process:
+        return None, None
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -104,6 +106,29 @@ def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    progress = Progress(
+        TextColumn(f"[bold]{ctx.name}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        console=ctx.console,
+        transient=False,
+    )
+    task = progress.add_task(ctx.name, total=total, completed=completed, metrics="")
+    progress.start()
+    return progress, task
+
+
+def metrics_line(metrics: dict, keys: tuple[str, ...]) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4g}" for k in keys if finite(metrics.get(k)) is not None)
+
+
+def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
+    """A ``TrainerCallback`` that draws a rich progress bar and reports metrics to the hooks."""
     from transformers import TrainerCallback
 
     class RichProgress(TrainerCallback):
@@ -112,21 +137,7 @@ def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
             self.task = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            if not ctx.is_main_process:
-                return
-            self.progress = Progress(
-                TextColumn(f"[bold]{ctx.name}[/]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[metrics]}"),
-                console=ctx.console,
-                transient=False,
-            )
-            self.task = self.progress.add_task(ctx.name, total=state.max_steps, metrics="")
-            self.progress.start()
+            self.progress, self.task = make_progress(ctx, state.max_steps)
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.progress is not None:
@@ -137,8 +148,7 @@ def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
             evaluation = any(k.startswith("eval_") for k in logs)
             ctx.log_metrics(state.global_step, logs, evaluation=evaluation)
             if self.progress is not None and not evaluation:
-                shown = [f"{k} {logs[k]:.4g}" for k in key_metrics if k in logs]
-                self.progress.update(self.task, metrics="  ".join(shown))
+                self.progress.update(self.task, metrics=metrics_line(logs, key_metrics))
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.progress is not None:

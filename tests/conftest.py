@@ -33,8 +33,12 @@ def _corpus() -> list[str]:
     return texts + ["good answer", "bad answer", "The answer is good.", "The answer is bad."]
 
 
-def build_tiny_model(target: Path, num_labels: int | None = None) -> Path:
-    """A 2-layer Llama with a small byte-level BPE tokenizer and a chat template."""
+def build_tiny_model(target: Path, num_labels: int | None = None, initializer_range: float = 0.02) -> Path:
+    """A 2-layer Llama with a small byte-level BPE tokenizer and a chat template.
+
+    The default ``initializer_range`` gives a near-uniform next-token distribution
+    that RL can hardly move; 0.2 gives a peaked one that PPO visibly changes.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -63,6 +67,7 @@ def build_tiny_model(target: Path, num_labels: int | None = None) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
@@ -72,6 +77,12 @@ def build_tiny_model(target: Path, num_labels: int | None = None) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> Path:
+    """The tiny Llama with a peaked initial policy (``initializer_range=0.2``), for RL tests."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_policy") / "model", initializer_range=0.2)
 
 
 @pytest.fixture

@@ -206,6 +206,12 @@ stages:
       args: {max_steps: 3, per_device_train_batch_size: 4, max_length: 128}
       judges: [{use: example_politeness}]
       evaluators: [{use: rm_accuracy}, {use: judge_agreement}]
+  - ppo:
+      prompts: {use: example_jokes, with: {kind: demos}, eval_fraction: 0.2}
+      reward: [{use: learned_rm}, {use: example_politeness, weight: 0.5}]   # the learned RM combined with the plugin's
+      generation: {max_new_tokens: 8}
+      lora: {r: 4, lora_alpha: 8}
+      args: {steps: 2, batch_size: 4, eval_prompts: 4}
 """
 
 
@@ -235,3 +241,20 @@ def test_end_to_end_run(installed, tiny_model, tmp_path):
         assert 0.0 <= results[f"eval_rm_accuracy_{when}"] <= 1.0
     assert results["steps"] == 3
     assert results["eval_pairs"] > 0
+    ppo = json.loads((root / "ppo" / "results.json").read_text())
+    assert ppo["rewards_sharing_base"] == ["learned_rm"]  # the RM adapter rides on the PPO base
+    assert "eval_reward/example_politeness_after" in ppo and "eval_reward/learned_rm_after" in ppo
+    train = [json.loads(x) for x in (root / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in train if r["split"] == "train"] == [1, 2]
+    assert all("reward/example_politeness" in r and "reward/learned_rm" in r for r in train if r["split"] == "train")
+
+    # Replace the learned RM by the plugin's reward with one --set; earlier stages are reused (--resume).
+    done = _cli(
+        "run", str(recipe), "--resume", "--set", f"model={tiny_model}", "--set", f"output_dir={out}",
+        "--set", "ppo.name=ppo-polite", "--set", "ppo.reward=[{use: example_politeness}]",
+        autoload=True, timeout=300, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    polite = json.loads((root / "ppo-polite" / "results.json").read_text())
+    assert polite["rewards_sharing_base"] == []
+    assert "eval_reward/example_politeness_after" in polite and "eval_reward/learned_rm_after" not in polite

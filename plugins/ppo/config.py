@@ -1,0 +1,88 @@
+"""The ``ppo`` stage's recipe section, validated strictly like every other section."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from rlhf_plug.recipe import ComponentRef, DataRef, Strict
+from rlhf_plug.stage import StageConfig
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class RewardRef(ComponentRef):
+    """A reward function and its weight in the summed reward."""
+
+    weight: float = 1.0
+
+
+class GenerationArgs(Strict):
+    """Sampling for rollouts. top_k 0 and top_p 1 keep the sampling distribution = softmax(logits/T)."""
+
+    max_new_tokens: PositiveInt = 48
+    temperature: Annotated[float, Field(gt=0)] = 0.7
+    top_k: Annotated[int, Field(ge=0)] = 0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+
+
+class PtxConfig(Strict):
+    """PPO-ptx (InstructGPT eq. 2): ``coef`` · LM loss on pretraining batches, in the same update."""
+
+    coef: Annotated[float, Field(ge=0)] = 0.0
+    data: DataRef | None = Field(None, description="language-modelling text (a `text` column)")
+    batch_size: PositiveInt = 4
+    max_length: PositiveInt = 256
+
+
+class PPOArgs(Strict):
+    """Optimisation settings of the PPO loop."""
+
+    steps: PositiveInt = 100
+    batch_size: PositiveInt = Field(8, description="prompts per update, per process")
+    shuffle: bool = Field(True, description="a new seeded order of the prompts every pass; false: file order")
+    mini_batches: PositiveInt = 1
+    ppo_epochs: PositiveInt = 1
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    lr_scheduler: str = Field("constant", description="a transformers scheduler name: constant, linear, cosine, ...")
+    warmup_steps: Annotated[int, Field(ge=0)] = 0
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
+    gamma: Annotated[float, Field(ge=0, le=1)] = 1.0
+    lam: Annotated[float, Field(ge=0, le=1)] = 0.95
+    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    whiten_advantages: bool = True
+    reward_norm: Literal["running", "batch", "none"] = "running"
+    reward_clip: Annotated[float, Field(gt=0)] | None = 5.0
+    missing_eos_penalty: float | None = Field(None, description="subtracted from the score of responses without EOS")
+    value_model: Literal["trunk", "adapter"] = Field(
+        "trunk", description="value head on the policy's hidden states, or its own LoRA adapter plus head"
+    )
+    max_prompt_length: PositiveInt = 256
+    gradient_checkpointing: bool = Field(True, description="recompute trunk activations in backward: far less memory")
+    eval_every: Annotated[int, Field(ge=0)] = Field(0, description="evaluate every N steps (0: before and after only)")
+    eval_prompts: PositiveInt = Field(64, description="held-out prompts used per evaluation (at most)")
+    save_every: Annotated[int, Field(ge=0)] = Field(0, description="checkpoint every N steps (0: never mid-stage)")
+    keep_checkpoints: PositiveInt = 2
+    bf16: bool | None = Field(None, description="bf16 autocast; default on where CUDA supports it")
+
+
+class PPOStageConfig(StageConfig):
+    prompts: DataRef = Field(description="prompt-only data (a `prompt` column, text or messages)")
+    eval_prompts: DataRef | None = Field(None, description="held-out prompts; default: the prompts' eval split")
+    reward: list[RewardRef] = Field(
+        default_factory=lambda: [RewardRef(use="learned_rm")], min_length=1,
+        description="reward functions; the reward is their weighted sum",
+    )
+    judges: list[ComponentRef] = Field(
+        default_factory=list, description="reward functions used only in evaluation (e.g. a gold annotator)"
+    )
+    kl: ComponentRef = Field(default_factory=lambda: ComponentRef(use="adaptive"))
+    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(use="ppo_clip"))
+    ptx: PtxConfig = Field(default_factory=PtxConfig)
+    generation: GenerationArgs = Field(default_factory=GenerationArgs)
+    evaluators: list[ComponentRef] = Field(
+        default_factory=lambda: [ComponentRef(use="reward_stats"), ComponentRef(use="win_rate"), ComponentRef(use="samples")]
+    )
+    args: PPOArgs = Field(default_factory=PPOArgs)

@@ -1,0 +1,158 @@
+"""Drive a :class:`PPOLoop` for the ``ppo`` stage: resume, evaluate, checkpoint, save."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from rlhf_plug.stage import ADAPTER_DIR, METRICS_FILE, MODEL_DIR
+from rlhf_plug_plugins.ppo.checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf_plug_plugins.ppo.evaluation import Evaluation
+
+ROLLOUTS_FILE = "rollouts.jsonl"  # per step: the prompt rows used (all processes) and their rewards
+SAMPLES_DIR = "samples"  # evaluation tables, one JSONL per evaluation
+SHOWN = ("reward", "kl", "beta", "clipfrac")
+
+
+def run_loop(ctx, loop, evaluators, held_out, info: dict) -> dict:
+    from rlhf_plug.training import make_progress, metrics_line
+
+    args = loop.args
+    start, results = _resume(ctx, loop)
+    if start == 0:
+        results = {**info, "prompts": len(loop.prompts), "eval_prompts": 0 if held_out is None else min(len(held_out), args.eval_prompts)}
+    evaluation = _evaluation(loop, held_out) if evaluators else None
+    if start == 0:
+        results.update(_evaluate(ctx, loop, evaluation, evaluators, 0, "before"))
+    progress, task = make_progress(ctx, args.steps, start)
+    try:
+        for step in range(start, args.steps):
+            metrics = loop.step(step)
+            done = step + 1
+            ctx.log_metrics(done, metrics)
+            _log_rollout(ctx, loop, done)
+            if progress is not None:
+                progress.update(task, completed=done, metrics=metrics_line(metrics, SHOWN))
+            if args.eval_every and done % args.eval_every == 0 and done < args.steps:
+                _evaluate(ctx, loop, evaluation, evaluators, done, None)
+            if args.save_every and done % args.save_every == 0 and done < args.steps:
+                state = {**loop.state_dict(done), "results": results}
+                save_checkpoint(ctx.output_dir, done, state, loop.actor_critic, loop.accelerator, args.keep_checkpoints)
+    finally:
+        if progress is not None:
+            progress.stop()
+    results.update(_evaluate(ctx, loop, evaluation, evaluators, args.steps, "after"))
+    results.update(_training_summary(ctx.output_dir / METRICS_FILE, args.steps))
+    _save_final(ctx, loop, info["base_model"])
+    return results
+
+
+def _resume(ctx, loop) -> tuple[int, dict]:
+    found = latest_checkpoint(ctx.output_dir)
+    if found is None:
+        return 0, {}
+    state = load_checkpoint(found, loop.actor_critic, loop.accelerator)
+    step = loop.load_state_dict(state)
+    if ctx.is_main_process:
+        for name in (METRICS_FILE, ROLLOUTS_FILE):
+            _drop_records_after(ctx.output_dir / name, step)
+        ctx.console.print(f"  [bold]resuming[/] from checkpoint {found.name} (step {step} of {loop.args.steps})")
+    return step, dict(state.get("results", {}))
+
+
+def _drop_records_after(path: Path, step: int) -> None:
+    """Forget what was logged after the checkpoint: those steps run again."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(path)
+
+
+def _evaluation(loop, held_out):
+    if held_out is None or len(held_out) == 0 or not loop.accelerator.is_main_process:
+        return None
+    rows = held_out.select(range(min(len(held_out), loop.args.eval_prompts)))
+    columns = {c: list(rows[c]) for c in rows.column_names if c != "prompt"}
+    return Evaluation(loop, list(rows["prompt"]), columns)
+
+
+def _evaluate(ctx, loop, evaluation, evaluators, step: int, when: str | None) -> dict:
+    """Run the evaluators on the main process; returns ``eval_<metric>_<when>`` for the results."""
+    out = {}
+    if evaluation is not None:
+        metrics, tables = evaluation.run(step, evaluators)
+        ctx.log_metrics(step, metrics, evaluation=True)
+        _write_tables(ctx.output_dir / SAMPLES_DIR, step, tables)
+        if when is not None:
+            out = {f"eval_{k}_{when}": v for k, v in metrics.items()}
+    loop.accelerator.wait_for_everyone()
+    return out
+
+
+def _write_tables(folder: Path, step: int, tables: dict) -> None:
+    for name, rows in tables.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}-step-{step:06d}.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _log_rollout(ctx, loop, step: int) -> None:
+    from accelerate.utils import gather_object
+
+    roll = loop.last_rollout
+    indices = gather_object([roll.indices])
+    if ctx.is_main_process:
+        record = {"step": step, "indices": indices}
+        with open(ctx.output_dir / ROLLOUTS_FILE, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _training_summary(metrics_file: Path, steps: int) -> dict:
+    """Mean reward and KL over the first and last few steps (from metrics.jsonl, so resumed runs count)."""
+    if not metrics_file.is_file():
+        return {}
+    train = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    train = [r for r in train if r.get("split") == "train"]
+    if not train:
+        return {}
+    k = max(1, min(10, len(train) // 4))
+
+    def mean(rows, key):
+        values = [r[key] for r in rows if key in r]
+        return sum(values) / len(values) if values else float("nan")
+
+    return {
+        "steps": train[-1]["step"],
+        "train_reward_first_steps": mean(train[:k], "reward"),
+        "train_reward_last_steps": mean(train[-k:], "reward"),
+        "kl_last_steps": mean(train[-k:], "kl"),
+        "beta_final": train[-1].get("beta"),
+    }
+
+
+def _save_final(ctx, loop, base: str) -> None:
+    """``adapter/`` (the policy LoRA), ``value_head.safetensors`` and the merged ``model/``."""
+    from safetensors.torch import save_file
+
+    from rlhf_plug.models import merge_adapter
+
+    loop.accelerator.wait_for_everyone()
+    if not ctx.is_main_process:
+        return
+    out = ctx.output_dir
+    loop.actor_critic.peft.save_pretrained(str(out / ADAPTER_DIR), selected_adapters=["default"])
+    loop.tokenizer.save_pretrained(out / ADAPTER_DIR)
+    head = {k: v.detach().cpu().contiguous() for k, v in loop.actor_critic.value_head.state_dict().items()}
+    save_file(head, str(out / "value_head.safetensors"))
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    if getattr(loop.actor_critic.causal_lm, "is_loaded_in_4bit", False):
+        merge_adapter(base, out / ADAPTER_DIR, out / MODEL_DIR, "AutoModelForCausalLM", loop.tokenizer)
+        return
+    # Training is over: merge the policy into the in-memory base instead of loading a second copy.
+    merged = loop.actor_critic.peft.merge_and_unload(adapter_names=["default"])
+    merged.config.pad_token_id = loop.tokenizer.pad_token_id
+    merged.save_pretrained(out / MODEL_DIR, safe_serialization=True)
+    loop.tokenizer.save_pretrained(out / MODEL_DIR)

@@ -1,0 +1,91 @@
+"""Evaluators for the PPO stage: reward and KL statistics, win-rate, sample tables.
+
+Each receives a :class:`rlhf_plug_plugins.ppo.evaluation.PPOEvalContext` in
+which policy and reference (SFT) samples on held-out prompts have already been
+scored by every reward component and judge.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from rlhf_plug import hookimpl
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+class RewardStats:
+    """Mean held-out reward per component and judge (policy and reference), the training reward, KL and length."""
+
+    def __call__(self, context) -> dict[str, float]:
+        metrics = {}
+        for name in context.scorers:
+            metrics[f"reward/{name}"] = _mean(context.policy.scores[name])
+            metrics[f"reference_reward/{name}"] = _mean(context.reference.scores[name])
+        metrics["reward"] = _mean(context.total(context.policy))
+        metrics["reference_reward"] = _mean(context.total(context.reference))
+        if context.policy.kl is not None:
+            metrics["kl"] = _mean(context.policy.kl)
+        metrics["response_length"] = _mean(context.policy.lengths or [])
+        return metrics
+
+
+class WinRate:
+    """How often the policy's answer beats the reference's on the same prompt (ties count half).
+
+    ``judge`` names a reward component or judge of the stage; unset, every one
+    of them is used, plus the weighted training reward (``win_rate``).
+    """
+
+    def __init__(self, judge: str | None = None):
+        self.judge = judge
+
+    def __call__(self, context) -> dict[str, float]:
+        if self.judge is not None:
+            if self.judge not in context.scorers:
+                raise ValueError(f"win_rate judge '{self.judge}' is not one of the stage's rewards or judges: {context.scorers}")
+            names = [self.judge]
+        else:
+            names = context.scorers
+        metrics = {f"win_rate/{n}": _win_rate(context.policy.scores[n], context.reference.scores[n]) for n in names}
+        if self.judge is None:
+            metrics["win_rate"] = _win_rate(context.total(context.policy), context.total(context.reference))
+        return metrics
+
+
+def _win_rate(policy, reference) -> float:
+    return _mean(1.0 if p > r else 0.5 if p == r else 0.0 for p, r in zip(policy, reference))
+
+
+class SampleTable:
+    """A table of held-out samples: prompt, reference answer, policy answer and their scores."""
+
+    def __init__(self, rows: Annotated[int, Field(gt=0)] = 8):
+        self.rows = rows
+
+    def __call__(self, context) -> dict[str, float]:
+        from rlhf_plug_plugins.annotator import to_text
+
+        table = []
+        for i in range(min(self.rows, len(context.prompts))):
+            table.append({
+                "prompt": to_text(context.prompts[i]),
+                "reference": to_text(context.reference.completions[i]),
+                "policy": to_text(context.policy.completions[i]),
+                **{f"reference_{n}": context.reference.scores[n][i] for n in context.scorers},
+                **{f"policy_{n}": context.policy.scores[n][i] for n in context.scorers},
+            })
+        context.tables["samples"] = table
+        return {}
+
+
+@hookimpl
+def rlhf_register_evaluators(register):
+    register("reward_stats", RewardStats)
+    register("win_rate", WinRate)
+    register("samples", SampleTable)

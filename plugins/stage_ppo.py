@@ -1,0 +1,82 @@
+"""The ``ppo`` stage (InstructGPT step 3): our PPO engine against pluggable rewards.
+
+Maximises ``E[r(x,y)] − β·KL(π‖π_SFT) + γ·E_pretrain[log π(x)]`` where r is
+the weighted sum of the recipe's reward functions, β comes from the KL
+controller component and γ is ``ptx.coef``. See :mod:`rlhf_plug_plugins.ppo`.
+"""
+
+from __future__ import annotations
+
+from rlhf_plug import hookimpl
+from rlhf_plug_plugins.ppo.config import PPOStageConfig
+
+PROMPT_FORMATS = ("prompt_only", "prompt_completion")
+PTX_FORMATS = ("language_modeling",)
+
+
+class PPOStage:
+    """PPO with a KL penalty to the SFT model, one shared base model (LoRA), optional PPO-ptx."""
+
+    def __init__(self, config: PPOStageConfig):
+        self.config = config
+
+    # --- check -------------------------------------------------------------
+    def check(self, ctx) -> None:
+        config = self.config
+        if config.lora is False:
+            raise ctx.error(("lora",), "the ppo stage trains a LoRA policy on a shared base; `lora: false` is not supported")
+        ctx.check_model(default_from=("sft",))
+        _check_scheduler(ctx, config.args.lr_scheduler)
+        if config.args.batch_size % config.args.mini_batches:
+            raise ctx.error(
+                ("args", "mini_batches"),
+                f"batch_size ({config.args.batch_size}) must be a multiple of mini_batches ({config.args.mini_batches})",
+            )
+        seen: set[str] = set()
+        for key, refs in (("reward", config.reward), ("judges", config.judges)):
+            for i, ref in enumerate(refs):
+                ctx.component("reward_function", ref, (key, i))
+                if ref.use in seen:
+                    raise ctx.error((key, i, "use"), f"'{ref.use}' appears twice in reward/judges; each is named by `use`")
+                seen.add(ref.use)
+        ctx.component("kl_controller", config.kl, ("kl",))
+        ctx.component("loss", config.loss, ("loss",))
+        for i, ref in enumerate(config.evaluators):
+            ctx.component("evaluator", ref, ("evaluators", i))
+        self._load_prompts(ctx)
+        if config.ptx.coef > 0:
+            if config.ptx.data is None:
+                raise ctx.error(("ptx", "data"), "ptx.coef > 0 needs a pretraining data source")
+            ctx.load_data(config.ptx.data, ("ptx", "data"), PTX_FORMATS)
+
+    def _load_prompts(self, ctx):
+        split = ctx.load_data(self.config.prompts, ("prompts",), PROMPT_FORMATS)
+        held_out = split.eval
+        if self.config.eval_prompts is not None:
+            held_out = ctx.load_data(self.config.eval_prompts, ("eval_prompts",), PROMPT_FORMATS).train
+        return split.train, held_out
+
+    # --- run ---------------------------------------------------------------
+    def run(self, ctx) -> dict:
+        from rlhf_plug_plugins.ppo.setup import build_loop
+        from rlhf_plug_plugins.ppo.stage_run import run_loop
+
+        prompts, held_out = self._load_prompts(ctx)
+        ptx_rows = None
+        if self.config.ptx.coef > 0:
+            ptx_rows = ctx.load_data(self.config.ptx.data, ("ptx", "data"), PTX_FORMATS).train
+        loop, evaluators, info = build_loop(ctx, self.config, prompts, ptx_rows)
+        return run_loop(ctx, loop, evaluators, held_out, info)
+
+
+def _check_scheduler(ctx, name: str) -> None:
+    from transformers import SchedulerType
+
+    options = [s.value for s in SchedulerType]
+    if name not in options:
+        raise ctx.error(("args", "lr_scheduler"), f"unknown scheduler '{name}'; expected one of: {', '.join(options)}")
+
+
+@hookimpl
+def rlhf_register_stages(register):
+    register("ppo", PPOStage, config=PPOStageConfig)
