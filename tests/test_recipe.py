@@ -8,7 +8,7 @@ import re
 
 import pytest
 import yaml
-from conftest import write_jsonl, write_recipe
+from conftest import REPO, write_jsonl, write_recipe
 from rich.console import Console
 
 from rlhf_plug.bundled import find_recipe
@@ -447,3 +447,15 @@ def test_check_reports_data_notes(tmp_path, registries, pm):
     text = out.getvalue()
     assert re.search(r"\d+ rows from builtin:demos", text)
     assert "rankings expanded" in text
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_bundled_recipe_validates(path, registries, pm):
+    """Keys, component names, `with:` options and data of each shipped recipe (no model is loaded)."""
+    from rich.console import Console
+
+    from rlhf_plug.runner import check_recipe
+
+    loaded = load_recipe(path, registries)
+    assert loaded.recipe.name == path.stem
+    check_recipe(loaded, registries, pm, Console(file=io.StringIO()))
