@@ -44,6 +44,7 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         self.reward_heads = nn.ModuleDict()
         self.trainable_adapters = {POLICY} | ({VALUE} if value_mode == "adapter" else set())
+        self._index_lora_params()
         self.fix_trainable()
 
     # --- structure ------------------------------------------------------
@@ -68,11 +69,18 @@ class ActorCritic(nn.Module):
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
         self.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
+    def _index_lora_params(self) -> None:
+        """(param, trainable) for every LoRA weight; rebuilt when an adapter is added."""
+        self._lora_params = [
+            (param, any(f".{a}." in name for a in self.trainable_adapters))
+            for name, param in self.peft.named_parameters()
+            if "lora_" in name
+        ]
+
     def fix_trainable(self) -> None:
         """peft's ``set_adapter`` flips ``requires_grad``; keep exactly our trainable adapters trainable."""
-        for name, param in self.peft.named_parameters():
-            if "lora_" in name:
-                param.requires_grad = any(f".{a}." in name for a in self.trainable_adapters)
+        for param, trainable in self._lora_params:
+            param.requires_grad = trainable
 
     @contextmanager
     def adapter(self, name: str | None):
@@ -115,6 +123,7 @@ class ActorCritic(nn.Module):
         score.requires_grad_(False)
         param = next(self.value_head.parameters())
         self.reward_heads[name] = score.to(device=param.device)
+        self._index_lora_params()
         self.fix_trainable()
         return name
 

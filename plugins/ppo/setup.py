@@ -28,7 +28,8 @@ def build_loop(ctx, config, prompts, ptx_rows):
     from accelerate.utils import set_seed
     from transformers import get_scheduler
 
-    from rlhf_plug.models import load_tokenizer, use_4bit
+    from rlhf_plug.models import load_tokenizer
+    from rlhf_plug.training import run_info
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
     from rlhf_plug_plugins.ppo.trainer import PPOLoop
 
@@ -63,9 +64,7 @@ def build_loop(ctx, config, prompts, ptx_rows):
     )
     evaluators = [ctx.build("evaluator", ref, ("evaluators", i)) for i, ref in enumerate(config.evaluators)]
     info = {
-        "base_model": base,
-        "quantization": "nf4-4bit" if use_4bit(ctx.quantization) else "none",
-        "processes": accelerator.num_processes,
+        **run_info(ctx, base),
         "value_model": args.value_model if needs_value else "none",
         "rewards_sharing_base": [c.name for c in rewards + judges if getattr(c.fn, "shared", False)],
         "trainable_parameters": sum(p.numel() for p in trainable),
