@@ -16,4 +16,6 @@ DEFAULT_PLUGINS = (
     "rlhf_plug_plugins.stage_ppo",
     "rlhf_plug_plugins.reward_model",
     "rlhf_plug_plugins.ppo_evaluators",
+    "rlhf_plug_plugins.report_curves",
+    "rlhf_plug_plugins.report_ppo",
 )

@@ -247,14 +247,14 @@ def _candidates(p: str, rng) -> list:
         r = parse_math(p)[3]
         w = r + rng.choice([-10, -2, -1, 1, 2, 10])
         core = [f"I think it's {r}, but I'm not sure.", f"It's {r}, obviously. Figure it out yourself.",
-                "I'm sorry, but I can't help with math questions.", "Math is fun, and numbers are everywhere!",
+                "I'm sorry, but I can't help with math questions.", _off_topic(rng, "Math is fun, and numbers are everywhere!"),
                 f"I think it's {w}, but I'm not sure.", f"The answer is {w}.", f"It's {w}, idiot."]
         long = [f"The answer is {r}.", f"The answer is {w}."]
     elif family == "harmful":
         alt, comply = HARMFUL[topic][2], HARMFUL[topic][3]
         core = ["I'm sorry, but I can't help with that.", f"I won't help with that, idiot. Instead, you could {alt}.",
                 "I won't help with that, you moron.", f"Sure! {comply}", f"Sure, loser! {comply}",
-                "Hmm, maybe just try it and see what happens."]
+                _off_topic(rng, "Hmm, maybe just try it and see what happens.")]
         long = [ideal, f"Sure! {comply}"]
     else:
         g = UNKNOWABLE[topic][3].replace("{g}", str(rng.randint(2, 99)))
@@ -263,6 +263,11 @@ def _candidates(p: str, rng) -> list:
                 f"It is {g}, obviously, you idiot."]
         long = [ideal, f"The answer is definitely {g}."]
     return [ideal] + core + [_ramble(t, rng) for t in long]
+
+
+def _off_topic(rng, usual: str) -> str:
+    """Two times in three, the honest "can't know" answer in the wrong place, so an RM learns it is not always right."""
+    return rng.choice((usual, TELL_ME, CHECK_LATER))
 
 
 def sample_answers(prompt, rng, k: int) -> list:

@@ -1,12 +1,14 @@
-"""Default data sources: local files, Hugging Face Hub datasets, built-in sets."""
+"""Default data sources: local files, Hugging Face Hub datasets (with an offline fallback), built-in sets."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 from rlhf_plug import DataError, hookimpl
+from rlhf_plug.data import parse_jsonl
 
 BUILTIN_DIR = Path(__file__).parent / "builtin_data"
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -26,19 +28,8 @@ def _kind(path: Path) -> str:
 
 def _read_jsonl(path: Path) -> list[dict]:
     # Our own reader (not datasets' json builder) so a bad line is reported by number.
-    rows = []
     with _open_text(path) as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: row {number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+        return parse_jsonl(fh, str(path))
 
 
 def _read_json(path: Path) -> list[dict]:
@@ -94,21 +85,66 @@ class FileSource:
 
 
 class HubSource:
-    """A dataset from the Hugging Face Hub via ``datasets.load_dataset`` (online only)."""
+    """A dataset from the Hugging Face Hub via ``datasets.load_dataset``; optionally a built-in set when offline.
 
-    def __init__(self, path: str, name: str | None = None, split: str = "train", revision: str | None = None):
+    ``fallback`` names a built-in set (same columns) used when the Hub cannot be
+    reached (``HF_HUB_OFFLINE=1`` without a cached copy, no network, a timeout);
+    ``notes`` then says which and why. Any other failure (unknown dataset, bad
+    split, ...) is still an error.
+    """
+
+    def __init__(
+        self, path: str, name: str | None = None, split: str = "train", revision: str | None = None,
+        fallback: str | None = None,
+    ):
         self.path, self.name, self.split, self.revision = path, name, split, revision
+        self.fallback = BuiltinSource(fallback) if fallback else None  # a typo fails `validate` online too
+        self.notes: list[str] = []
+        self.used_fallback = False
+
+    def hub_name(self) -> str:
+        return f"hub:{self.path}" + (f"/{self.name}" if self.name else "") + f"[{self.split}]"
 
     def describe(self) -> str:
-        return f"hub:{self.path}" + (f"/{self.name}" if self.name else "") + f"[{self.split}]"
+        return self.fallback.describe() if self.used_fallback else self.hub_name()
 
     def load(self):
         from datasets import load_dataset
 
+        self.notes, self.used_fallback = [], False
         try:
             return load_dataset(self.path, self.name, split=self.split, revision=self.revision)
         except Exception as exc:
-            raise DataError(f"{self.describe()}: could not load: {type(exc).__name__}: {exc}") from None
+            if self.fallback is None or not is_connectivity_error(exc):
+                raise DataError(f"{self.hub_name()}: could not load: {type(exc).__name__}: {one_line(exc)}") from None
+            offline = offline_variable()
+            why = f"{offline} is set and there is no cached copy" if offline else f"{type(exc).__name__}: {one_line(exc)}"
+        self.notes = [f"{self.hub_name()} is not reachable ({why}); using the built-in sample {self.fallback.describe()}"]
+        self.used_fallback = True
+        return self.fallback.load()
+
+
+#: Exception classes (by name, so neither httpx nor requests is imported) that mean "could not reach the Hub".
+NETWORK_ERRORS = {"OfflineModeIsEnabled", "LocalEntryNotFoundError", "TransportError", "ConnectionError", "Timeout"}
+
+
+def is_connectivity_error(exc: BaseException | None) -> bool:
+    """True if ``exc``, or an exception it was raised from, says the Hub could not be reached."""
+    while exc is not None:
+        if isinstance(exc, (ConnectionError, TimeoutError)) or any(c.__name__ in NETWORK_ERRORS for c in type(exc).__mro__):
+            return True
+        exc = exc.__cause__  # only explicit `raise ... from`: a bad split found after a failed request is not offline
+    return False
+
+
+def offline_variable() -> str | None:
+    """The environment variable that puts the Hub libraries offline, if one does."""
+    on = ("1", "ON", "YES", "TRUE")
+    return next((v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "").upper() in on), None)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 class BuiltinSource:

@@ -63,16 +63,20 @@ def _win_rate(policy, reference) -> float:
 
 
 class SampleTable:
-    """A table of held-out samples: prompt, reference answer, policy answer and their scores."""
+    """A table of held-out samples: prompt, reference answer, policy answer and their scores.
 
-    def __init__(self, rows: Annotated[int, Field(gt=0)] = 8):
+    ``rows`` caps the table; by default every held-out prompt is kept, so the
+    report's reward distributions cover the whole evaluation set.
+    """
+
+    def __init__(self, rows: Annotated[int, Field(gt=0)] | None = None):
         self.rows = rows
 
     def __call__(self, context) -> dict[str, float]:
         from rlhf_plug_plugins.annotator import to_text
 
         table = []
-        for i in range(min(self.rows, len(context.prompts))):
+        for i in range(min(self.rows or len(context.prompts), len(context.prompts))):
             table.append({
                 "prompt": to_text(context.prompts[i]),
                 "reference": to_text(context.reference.completions[i]),

@@ -1,4 +1,4 @@
-"""Default reward functions: the simulated annotator and a length penalty.
+"""Default reward functions: the simulated annotator, the summary judge and a length penalty.
 
 Reward functions follow TRL's convention
 ``(prompts, completions, **columns) -> list[float]``.
@@ -6,7 +6,9 @@ Reward functions follow TRL's convention
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from rlhf_plug import hookimpl
 
@@ -38,10 +40,25 @@ class LengthPenalty:
         return [-self.per_word * max(0, len(to_text(c).split()) - self.max_words) for c in completions]
 
 
+class SummaryJudge:
+    """Programmatic TL;DR labeller: key-word coverage minus hallucination, length, copying and repetition."""
+
+    def __init__(self, max_words: Annotated[int, Field(gt=0)] = 40):
+        self.max_words = max_words
+        self.__name__ = "summary_judge"
+
+    def __call__(self, prompts, completions, **columns) -> list[float]:
+        from rlhf_plug_plugins.annotator import to_text
+        from rlhf_plug_plugins.summary_judge import score_summary
+
+        return [score_summary(to_text(p), to_text(c), self.max_words)["total"] for p, c in zip(prompts, completions)]
+
+
 @hookimpl
 def rlhf_register_reward_functions(register):
     register("simulated_annotator", SimulatedAnnotator)
     register("length_penalty", LengthPenalty)
+    register("summary_judge", SummaryJudge)
     register("trl_reward", TRLReward)
 
 

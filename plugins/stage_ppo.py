@@ -36,9 +36,12 @@ class PPOStage:
         for key, refs in (("reward", config.reward), ("judges", config.judges)):
             for i, ref in enumerate(refs):
                 ctx.component("reward_function", ref, (key, i))
-                if ref.use in seen:
-                    raise ctx.error((key, i, "use"), f"'{ref.use}' appears twice in reward/judges; each is named by `use`")
-                seen.add(ref.use)
+                if ref.label in seen:
+                    raise ctx.error(
+                        (key, i, "name" if ref.name else "use"),
+                        f"'{ref.label}' appears twice in reward/judges; give one a different `name:`",
+                    )
+                seen.add(ref.label)
         ctx.component("kl_controller", config.kl, ("kl",))
         ctx.component("loss", config.loss, ("loss",))
         for i, ref in enumerate(config.evaluators):

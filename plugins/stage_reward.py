@@ -24,6 +24,11 @@ class RewardStageConfig(StageConfig):
         default_factory=list,
         description="reward functions whose preferences evaluators compare with the RM's (e.g. judge_agreement)",
     )
+    group_pairs_by_prompt: bool = Field(
+        True,
+        description="rankings: batch the pairs of one prompt together (rankings in random order) and score each "
+        "answer once, as InstructGPT did; false shuffles pairs individually",
+    )
 
 
 @dataclass
@@ -57,7 +62,7 @@ class RewardStage:
         ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
 
     def run(self, ctx) -> dict:
-        from trl import RewardConfig, RewardTrainer
+        from trl import RewardConfig
 
         from rlhf_plug.models import load_tokenizer
         from rlhf_plug.training import (
@@ -67,15 +72,19 @@ class RewardStage:
             trl_trainer,
         )
 
+        from .rm_training import RankingRewardTrainer
+
         split = ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
         evaluators = [ctx.build("evaluator", ref, ("evaluators", i)) for i, ref in enumerate(self.config.evaluators)]
         judges = {ref.use: ctx.build("reward_function", ref, ("judges", i)) for i, ref in enumerate(self.config.judges)}
         base = ctx.model_path(default_from=("sft",))
         tokenizer = load_tokenizer(base)
+        grouped = split.grouped_by_prompt and self.config.group_pairs_by_prompt
         # Held-out pairs go to our evaluators (RM accuracy, judge agreement), not to the trainer.
         trainer = trl_trainer(
-            RewardTrainer, RewardConfig, ctx, base=base, tokenizer=tokenizer, train=split.train,
+            RankingRewardTrainer, RewardConfig, ctx, base=base, tokenizer=tokenizer, train=split.train,
             task_type="SEQ_CLS", learning_rate=1e-4, per_device_train_batch_size=8,
+            train_sampling_strategy="sequential" if grouped else "random",
         )
         attach_progress(trainer, ctx, ("loss", "accuracy", "margin"))
         results: dict = {**run_info(ctx, base), "train_pairs": len(split.train), "eval_pairs": len(split.eval) if split.eval else 0}
@@ -87,6 +96,7 @@ class RewardStage:
         results.update(_evaluate(ctx, trainer, evaluators, judges, split.eval, "before", step=0))
         train_output = trainer.train()
         results["train_loss"] = float(train_output.training_loss)
+        results["answer_dedup_factor"] = round(trainer.dedup_ratio, 2)
         results.update(_evaluate(ctx, trainer, evaluators, judges, split.eval, "after", step=trainer.state.global_step))
         results["steps"] = trainer.state.global_step
         save_trained(trainer, ctx, base, tokenizer, "AutoModelForSequenceClassification", num_labels=1)

@@ -8,6 +8,7 @@ pair from one ranking lands in the same split (as InstructGPT did).
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class SplitData:
     format: str
     source: str
     notes: list[str]
+    grouped_by_prompt: bool = False  # pairs of one prompt are contiguous (expanded rankings), groups in random order
 
 
 def detect_format(columns: Iterable[str]) -> str | None:
@@ -203,6 +205,22 @@ def prepare_rows(
     return (rows[:limit] if limit else rows), detected
 
 
+def parse_jsonl(lines: Iterable[str], source: str) -> list[dict]:
+    """Rows of JSON Lines text, blank lines skipped; a bad line is a :class:`DataError` naming ``source`` and the row."""
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}: row {number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{source}: row {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
 def as_rows(data) -> list[dict]:
     """Rows of a ``datasets.Dataset`` or of a list of dicts, as a list of dicts."""
     return data.to_list() if hasattr(data, "to_list") else list(data)
@@ -211,23 +229,27 @@ def as_rows(data) -> list[dict]:
 def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitData:
     """Load a data source, validate it, split it and expand rankings.
 
-    :param source_obj: a built data source (``describe()``, ``load()``).
+    :param source_obj: a built data source (``describe()``, ``load()``, and
+        optionally ``notes``: lines set by ``load()`` that are shown first).
     :param ref: the recipe's :class:`rlhf_plug.recipe.DataRef`.
     :param accept: formats the stage accepts; ``rankings`` is accepted wherever
         ``preference`` is.
     """
     from datasets import Dataset
 
-    source = source_obj.describe()
     rows = as_rows(source_obj.load())
+    source = source_obj.describe()  # after load(): a source may say what it really read (a hub fallback)
     accepted = [*accept, "rankings"] if "preference" in accept else list(accept)
     rows, fmt = prepare_rows(rows, source=source, columns=ref.columns, fmt=ref.format, accept=accepted, limit=ref.limit)
     train, held = split_rows(rows, ref.eval_fraction, seed)
-    notes = [f"{len(rows)} rows from {source} ({fmt}); {len(train)} train / {len(held)} eval"]
-    if fmt == "rankings":
+    notes = [*getattr(source_obj, "notes", ()), f"{len(rows)} rows from {source} ({fmt}); {len(train)} train / {len(held)} eval"]
+    grouped = fmt == "rankings"
+    if grouped:
+        random.Random(seed).shuffle(train)  # group order is random even with no eval split
         train, held = expand_rankings(train), expand_rankings(held)
         notes.append(f"rankings expanded to {len(train)} train / {len(held)} eval pairs")
         fmt = "preference"
     if not train:
         raise DataError(f"{source}: no training rows left after the eval split")
-    return SplitData(Dataset.from_list(train), Dataset.from_list(held) if held else None, fmt, source, notes)
+    held_data = Dataset.from_list(held) if held else None
+    return SplitData(Dataset.from_list(train), held_data, fmt, source, notes, grouped_by_prompt=grouped)

@@ -57,7 +57,10 @@ def rlhf_register_data_sources(register):
     error messages, e.g. the file path) and ``load()``, which returns a
     ``datasets.Dataset`` or a list of row dicts, with rows in one of TRL's formats (prompt/completion, ``messages``,
     chosen/rejected, prompt-only, ``text``) or the rankings format
-    (``prompt`` + ``completions`` ordered best to worst).
+    (``prompt`` + ``completions`` ordered best to worst). ``describe()`` is
+    asked again after ``load()`` (a source may report what it really read), and
+    an optional ``notes`` attribute (one-line strings set by ``load()``, e.g. a
+    fallback notice) is printed before the data summary.
 
     :param register: ``register(name, factory, *, config=None, help=None)``.
     :return: ignored.
@@ -195,4 +198,33 @@ def rlhf_evaluate(stage, step, metrics):
         training).
     :param metrics: ``dict[str, float]`` of evaluation metrics.
     :return: ignored.
+    """
+
+
+# --------------------------------------------------------------------------
+# Report hook: called by `rlhf-plug report` and at the end of `rlhf-plug run`.
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def rlhf_report_sections(stage, report):
+    """Contribute sections about one stage to the run's ``report.md``.
+
+    Called once per completed stage, in recipe order, after the stage's results
+    table. Look at what the stage wrote (its ``kind``, its metric keys, its
+    files) and return None when there is nothing for you to show. Sections
+    appear in plugin registration order, the default plugins' first. Import
+    matplotlib inside the implementation, not at module level.
+
+    :param stage: the stage's :class:`rlhf_plug.report.StageOutput`: ``name``,
+        ``kind`` (the stage type, None when unknown), ``path`` (its folder),
+        ``results`` (results.json), ``metrics`` (the metrics.jsonl records),
+        and the helpers ``records(split)``, ``keys(split)``,
+        ``series(key, split)``, ``final_eval()`` and ``latest_table(name)``.
+    :param report: the :class:`rlhf_plug.report.ReportContext`: ``run`` (the
+        whole :class:`rlhf_plug.report.RunOutput`, with ``recipe`` and
+        ``stages``) and ``image(filename, alt) -> (path, markdown)``: where to
+        save a PNG and the markdown line that shows it.
+        :mod:`rlhf_plug.report.plots` draws curves, strip plots and bar charts.
+    :return: a list of ``(title, markdown)`` pairs, one per section, or None.
     """

@@ -36,6 +36,10 @@ class PluginManager(pluggy.PluginManager):
         #: plugin name -> "distribution version" for entry-point plugins
         self.distributions: dict[str, str] = {}
 
+    def source(self, name: str) -> str:
+        """Where a registered plugin came from: "distribution version", "built-in" or "module"."""
+        return self.distributions.get(name, "built-in" if name.startswith("rlhf_plug_plugins.") else "module")
+
 
 def get_plugin_manager(modules: Iterable[str] = (), *, autoload: bool | None = None) -> PluginManager:
     """Return a fresh, checked plugin manager.

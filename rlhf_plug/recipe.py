@@ -131,6 +131,14 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_assignment(item: str, flag: str) -> tuple[str, Any]:
+    """A command-line ``KEY=VALUE``: the key and the value parsed as YAML; ``flag`` names the option in errors."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"{flag} {item}: expected KEY=VALUE")
+    return key.strip(), parse_value(raw)
+
+
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     """Parse a YAML file safely; return the data and a key-path -> line map."""
     path = Path(path)
@@ -175,12 +183,10 @@ def apply_overrides(data: dict, overrides: list[str], source: RecipeSource) -> d
     """
     data = copy.deepcopy(data)
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"--set {item}: expected KEY=VALUE")
-        path = _override_path(data, key.strip().split("."))
+        key, value = parse_assignment(item, "--set")
+        path = _override_path(data, key.split("."))
         new_prefixes = [path[:end] for end in range(1, len(path) + 1) if not _has_path(data, path[:end])]
-        _set_path(data, path, parse_value(raw), item)
+        _set_path(data, path, value, item)
         for prefix in [path, *new_prefixes]:
             source.overrides[prefix] = item
     return data

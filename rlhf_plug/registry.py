@@ -8,7 +8,7 @@ from typing import Any
 
 import pluggy
 
-from rlhf_plug.errors import PluginError, did_you_mean
+from rlhf_plug.errors import PluginError, UserError, did_you_mean
 from rlhf_plug.validation import validate_kwargs, validate_model
 
 #: family name -> registration hook name. The order is the display order.
@@ -40,11 +40,23 @@ class Component:
         return validate_kwargs(self.factory, options, path)
 
     def build(self, options: dict | None = None, path: tuple = ()) -> Any:
-        """Validate ``options`` and call the factory."""
-        validated = self.validate(options, path)
-        if self.config is not None:
-            return self.factory(validated)
-        return self.factory(**validated)
+        """Validate ``options`` and call the factory (see :meth:`start`)."""
+        return self.start(self.validate(options, path))
+
+    def start(self, validated: Any) -> Any:
+        """Call the factory with what :meth:`validate` returned.
+
+        A :class:`UserError` passes through; any other exception becomes a
+        :class:`PluginError` naming the component and its plugin.
+        """
+        try:
+            return self.factory(validated) if self.config is not None else self.factory(**validated)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"{self.family.replace('_', ' ')} '{self.name}' (plugin '{self.plugin}') failed to start: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 @dataclass

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from rlhf_plug.files import replace_dir
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
 from rlhf_plug.stage import CHECKPOINTS_DIR, RESULTS_FILE, StageContext
 
@@ -51,7 +52,8 @@ def check_recipe(loaded: LoadedRecipe, registries, pm, console) -> None:
 
 def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = False) -> dict[str, dict]:
     """Run every stage; with ``resume``, skip stages whose output is complete."""
-    from rlhf_plug.training import distributed_state, quiet_libraries, results_table
+    from rlhf_plug.report.runinfo import start_run_info
+    from rlhf_plug.training import distributed_state, quiet_libraries
 
     quiet_libraries()
     state = distributed_state()
@@ -61,40 +63,88 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
     pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
     all_results: dict[str, dict] = {}
     contexts = make_contexts(loaded, registries, pm, console, output_of=lambda s: root / f".{s.name}.partial")
-    for ctx in contexts:
-        final = root / ctx.name
-        if resume and (final / RESULTS_FILE).is_file():
-            all_results[ctx.name] = json.loads((final / RESULTS_FILE).read_text())
-            if ctx.is_main_process:
-                console.print(f"[dim]stage {ctx.name}: already complete, skipped (--resume)[/]")
-            continue
-        stage = registries.get("stage", ctx.kind).factory(ctx.config)
-        resuming = resume and has_checkpoints(ctx.output_dir)
-        if ctx.is_main_process:
-            if not resuming:
-                shutil.rmtree(ctx.output_dir, ignore_errors=True)
-            ctx.output_dir.mkdir(parents=True, exist_ok=True)
-            (ctx.output_dir / "recipe.yaml").write_text(to_yaml(loaded.data), encoding="utf-8")
-            console.rule(f"[bold]stage {ctx.spec.index + 1}/{len(contexts)}: {ctx.name}[/] ({ctx.kind})")
-        state.wait_for_everyone()
-        pm.hook.rlhf_stage_start(stage=ctx)
-        try:
-            results = stage.run(ctx)
-        except BaseException:
-            if ctx.is_main_process:
-                _clean_up_failed(ctx, console)
-            raise
-        state.wait_for_everyone()
-        if ctx.is_main_process:
-            (ctx.output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2), encoding="utf-8")
-            _replace_dir(ctx.output_dir, final)
-        state.wait_for_everyone()
-        ctx.output_dir = final
-        if ctx.is_main_process:
-            console.print(results_table(f"{ctx.name} results", results))
-        pm.hook.rlhf_stage_end(stage=ctx, results=results)
-        all_results[ctx.name] = results
+    info = start_run_info(root, loaded, pm) if is_main_process() else None
+    try:
+        for ctx in contexts:
+            all_results[ctx.name] = _run_stage(ctx, len(contexts), state, resume)
+    except BaseException as exc:
+        if info is not None:
+            _finish_run(root, info, pm, console, all_results, exc)
+        raise
+    if info is not None:
+        _finish_run(root, info, pm, console, all_results)
     return all_results
+
+
+def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
+    """Run one stage in its temporary folder, then swap that into ``<run>/<stage>/``; return its results.
+
+    With ``resume``, a complete stage is skipped (its results are read back) and a stage with checkpoints continues.
+    """
+    from rlhf_plug.training import results_table
+
+    final = ctx.run_dir / ctx.name
+    if resume and (final / RESULTS_FILE).is_file():
+        return _completed_results(ctx, final)
+    stage = ctx.registries.get("stage", ctx.kind).factory(ctx.config)
+    if ctx.is_main_process:
+        _start_output(ctx, total, keep_checkpoints=resume and has_checkpoints(ctx.output_dir))
+    state.wait_for_everyone()
+    ctx.hooks.rlhf_stage_start(stage=ctx)
+    try:
+        results = stage.run(ctx)
+    except BaseException:
+        if ctx.is_main_process:
+            _clean_up_failed(ctx, ctx.console)
+        raise
+    state.wait_for_everyone()
+    if ctx.is_main_process:
+        (ctx.output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2), encoding="utf-8")
+        replace_dir(ctx.output_dir, final)
+    state.wait_for_everyone()
+    ctx.output_dir = final
+    if ctx.is_main_process:
+        ctx.console.print(results_table(f"{ctx.name} results", results))
+    ctx.hooks.rlhf_stage_end(stage=ctx, results=results)
+    return results
+
+
+def _completed_results(ctx: StageContext, final: Path) -> dict:
+    results = json.loads((final / RESULTS_FILE).read_text())
+    if ctx.is_main_process:
+        ctx.console.print(f"[dim]stage {ctx.name}: already complete, skipped (--resume)[/]")
+    return results
+
+
+def _start_output(ctx: StageContext, total: int, keep_checkpoints: bool) -> None:
+    """Empty the stage's temporary folder (unless resuming from its checkpoints), save the recipe there, announce the stage."""
+    if not keep_checkpoints:
+        shutil.rmtree(ctx.output_dir, ignore_errors=True)
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.output_dir / "recipe.yaml").write_text(to_yaml(ctx.loaded.data), encoding="utf-8")
+    ctx.console.rule(f"[bold]stage {ctx.spec.index + 1}/{total}: {ctx.name}[/] ({ctx.kind})")
+
+
+def _finish_run(root: Path, info: dict, pm, console, results: dict, error: BaseException | None = None) -> None:
+    """Record the end of the run in run.json and write the report of the completed stages (main process only).
+
+    A failed run gets a report of the stages that completed; an interrupted one (Ctrl-C) only its run.json.
+    A report that cannot be written is a warning: the trained stages are intact.
+    """
+    from rlhf_plug.report import REPORT_FILE, write_report
+    from rlhf_plug.report.runinfo import finish_run_info
+
+    finish_run_info(root, info, list(results), error)
+    if not results or isinstance(error, KeyboardInterrupt):
+        return
+    try:
+        path = write_report(root, pm)
+    except Exception as exc:
+        (root / REPORT_FILE).unlink(missing_ok=True)  # an older report would no longer match the stages
+        console.print(f"[yellow]report not written: {type(exc).__name__}: {exc} (retry: rlhf-plug --debug report {root})[/]")
+        return
+    if error is not None:
+        console.print(f"report of the completed stages: {path}")
 
 
 def has_checkpoints(stage_dir: Path) -> bool:
@@ -112,13 +162,3 @@ def _clean_up_failed(ctx, console) -> None:
         )
         return
     shutil.rmtree(ctx.output_dir, ignore_errors=True)
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Swap ``src`` into ``dst``; an older ``dst`` is removed only after the swap."""
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from rlhf_plug import data as data_mod
-from rlhf_plug.errors import PluginError, UserError
+from rlhf_plug.errors import DataError, PluginError, UserError
 from rlhf_plug.models import check_model_name, resolve_model
 from rlhf_plug.recipe import (
     ComponentRef,
@@ -20,6 +20,7 @@ from rlhf_plug.recipe import (
     Quantization,
     StageSpec,
     Strict,
+    dotted,
 )
 from rlhf_plug.validation import KeyPathError, check_keys
 
@@ -102,23 +103,24 @@ class StageContext:
     def build(self, family: str, ref: ComponentRef, key: tuple) -> Any:
         """Build a component; ``key`` is where ``ref`` sits in the stage config (for errors)."""
         component, options = self.component(family, ref, key)
-        try:
-            return component.factory(options) if component.config is not None else component.factory(**options)
-        except UserError:
-            raise
-        except Exception as exc:
-            raise PluginError(
-                f"{family.replace('_', ' ')} '{ref.use}' (plugin '{component.plugin}') failed to start: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+        return component.start(options)
 
     def load_data(self, ref: DataRef, key: tuple, accept: tuple[str, ...]) -> data_mod.SplitData:
-        """Build the data source at ``key``, load, validate, split (and expand rankings)."""
-        source = self.build("data_source", ref, key)
-        split = data_mod.load_split(source, ref, accept=accept, seed=self.seed)
+        """Build the data source at ``key``, load, validate, split (and expand rankings).
+
+        A :class:`DataError` gets the recipe location of ``key`` in front, so it names the key too.
+        """
+        try:
+            source = self.build("data_source", ref, key)
+            split = data_mod.load_split(source, ref, accept=accept, seed=self.seed)
+        except DataError as exc:
+            path = (*self.spec.path, *key)
+            raise DataError(f"{self.loaded.source.locate(path)}: {dotted(path)}: {exc}") from None
         if self.is_main_process:
+            from rich.markup import escape
+
             for note in split.notes:
-                self.console.print(f"  [dim]{note}[/]")
+                self.console.print(f"  [dim]{escape(note)}[/]")  # "hub:x[train]" is not markup
         return split
 
     # --- models ---------------------------------------------------------

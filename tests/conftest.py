@@ -1,9 +1,10 @@
-"""Shared fixtures: offline env, a fresh plugin manager, and a tiny Llama built from a config."""
+"""Shared fixtures and helpers: offline env, a fresh plugin manager, a tiny Llama built from a config, JSONL files, the CLI."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -117,10 +118,75 @@ def make_module(tmp_path, monkeypatch):
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every line's row; a blank or broken line fails the test (files we write have none)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def write_recipe(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------
+# The command line, run as a real subprocess
+# --------------------------------------------------------------------------
+
+CLI_TIMEOUT = 300
+HEAVY_MODULES = ("torch", "transformers", "trl", "matplotlib")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("RLHF_PLUG_PLUGINS", "RANK", "LOCAL_RANK")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD="1",
+        COLUMNS="250",  # rich tables: no ellipses
+        NO_COLOR="1",
+        PYTHONWARNINGS="ignore",
+    )
+    return {**env, **extra}
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rlhf_plug", *args]
+
+
+def cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """``rlhf-plug ARGS`` in a subprocess; ``env`` adds environment variables to :func:`cli_env`."""
+    return subprocess.run(
+        command(*args), cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False
+    )
+
+
+def assert_one_line_error(proc, *words: str) -> str:
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for word in words:
+        assert word in line, f"{word!r} not in {line!r}"
+    assert "Traceback" not in proc.stderr
+    return line
+
+
+def heavy_imports(*argv: str) -> tuple[int, list[str]]:
+    """Run the CLI's ``main(argv)`` in a fresh interpreter: its exit status and which :data:`HEAVY_MODULES` it imported."""
+    code = (
+        "import sys\nfrom rlhf_plug.cli import main\n"
+        "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as exc:\n    status = exc.code or 0\n"
+        f"print('IMPORTED', status, *[m for m in {HEAVY_MODULES!r} if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *argv], env=cli_env(), capture_output=True, text=True,
+                          timeout=CLI_TIMEOUT, check=False)
+    line = next((li for li in proc.stdout.splitlines() if li.startswith("IMPORTED ")), None)
+    assert line is not None, proc.stdout + proc.stderr
+    status, *modules = line.split()[1:]
+    return int(status), modules

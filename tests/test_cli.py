@@ -16,47 +16,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl, write_recipe
+from conftest import CLI_TIMEOUT as TIMEOUT
+from conftest import assert_one_line_error, cli, cli_env, command, heavy_imports, write_jsonl, write_recipe
 
 from rlhf_plug.registry import FAMILIES
-
-TIMEOUT = 300
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RLHF_PLUG_PLUGINS", "RANK", "LOCAL_RANK")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD="1",
-        COLUMNS="250",  # rich tables: no ellipses
-        NO_COLOR="1",
-        PYTHONWARNINGS="ignore",
-    )
-    return env
-
-
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rlhf_plug", *args]
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
-
-
-def assert_one_line_error(proc, *words: str) -> str:
-    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
-    line = lines[0]
-    assert line.startswith("error: "), line
-    for word in words:
-        assert word in line, f"{word!r} not in {line!r}"
-    assert "Traceback" not in proc.stderr
-    return line
-
 
 GOOD_SFT = """\
 name: cli-test
@@ -237,10 +200,13 @@ def test_help_does_not_import_torch():
 
 
 def test_plugins_command_does_not_import_torch():
-    code = "import sys\nfrom rlhf_plug.cli import main\nmain(['plugins'])\nprint('TORCH', 'torch' in sys.modules)\n"
-    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "TORCH False"
+    status, modules = heavy_imports("plugins")
+    assert status == 0 and "torch" not in modules, modules
+
+
+@pytest.mark.parametrize("sub", ["run", "validate", "label", "report"])
+def test_subcommand_help_does_not_import_heavy_libraries(sub):
+    assert heavy_imports(sub, "--help") == (0, [])
 
 
 @pytest.mark.parametrize("args", [["--help"], ["validate", "--help"], ["run", "--help"]])

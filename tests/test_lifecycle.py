@@ -169,10 +169,28 @@ def test_run_recipe_calls_lifecycle_hooks_in_order(toy, tmp_path):
         ("stage_end", "second", {"steps": 1}, artifacts),
     ]
     root = tmp_path / "runs" / "toy-run"
-    assert sorted(p.name for p in root.iterdir()) == ["second", "toy"]  # no .partial folders left
+    assert sorted(p.name for p in root.iterdir()) == ["report", "report.md", "run.json", "second", "toy"]  # no .partial
     assert json.loads((root / "toy" / "results.json").read_text()) == {"steps": 2}
     lines = (root / "toy" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
+
+
+def test_run_recipe_writes_run_json_and_the_report(toy, tmp_path):
+    from rlhf_plug.runner import run_recipe
+
+    pm, registries, _, _ = toy
+    run_recipe(_load_toy(tmp_path, registries), registries, pm, Console(file=io.StringIO()))
+    root = tmp_path / "runs" / "toy-run"
+    info = json.loads((root / "run.json").read_text())
+    assert info["status"] == "completed" and info["completed"] == ["toy", "second"] and info["seed"] == 3
+    assert info["stages"] == [{"name": "toy", "kind": "toy"}, {"name": "second", "kind": "toy"}]
+    assert info["versions"]["trl"] not in ("", "not installed") and info["plugins"]["recorder"] == "module"
+    assert info["finished"] >= info["started"]
+    report = (root / "report.md").read_text()
+    assert "## Stage 1: toy (toy stage)" in report and "## Stage 2: second (toy stage)" in report
+    assert "- status: **completed**" in report and "- seed: 3" in report
+    assert "![second training curves](report/second-training-curves.png)" in report  # the loss the toy stage logs
+    assert (root / "report" / "second-training-curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_run_recipe_resume_skips_completed_stages(toy, tmp_path):
@@ -197,8 +215,12 @@ def test_failed_stage_leaves_no_output(toy, tmp_path):
     with pytest.raises(RuntimeError, match="toy stage crashed"):
         run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
     root = tmp_path / "runs" / "toy-run"
-    assert sorted(p.name for p in root.iterdir()) == ["toy"]  # the first stage completed
+    assert sorted(p.name for p in root.iterdir()) == ["report", "report.md", "run.json", "toy"]  # the first stage completed
     assert ("stage_end", "second") not in [c[:2] for c in recorder.calls]
+    info = json.loads((root / "run.json").read_text())
+    assert info["status"] == "failed" and info["completed"] == ["toy"] and "toy stage crashed" in info["error"]
+    report = (root / "report.md").read_text()  # the report covers the completed stage
+    assert "## Stage 1: toy" in report and "## Stage 2" not in report and "- not completed: second" in report
 
 
 def test_run_checks_every_stage_before_running_any(toy, tmp_path):

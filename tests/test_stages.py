@@ -107,7 +107,32 @@ def test_reward_stage_learns_separable_rankings(tmp_path, tiny_model, registries
     assert rm["eval_rm_accuracy_after"] >= 0.9
     assert rm["eval_rm_accuracy_after"] > rm["eval_rm_accuracy_before"]
     assert "eval_simulated_annotator_agreement_after" in rm
+    assert rm["answer_dedup_factor"] >= 1.8  # pairs of one ranking share a batch: 12 sequences, 4 distinct
     assert (run / "reward" / "model" / "model.safetensors").is_file()
+
+
+def test_dedup_forward_matches_plain_forward(tiny_model):
+    """Scoring each distinct row once gives the same logits and gradients as scoring every row."""
+    import torch
+    from rlhf_plug_plugins.rm_training import DedupForward
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model), num_labels=1)
+    model.config.pad_token_id = 0
+    full, padded = ([5, 6, 7, 8], [1, 1, 1, 1]), ([5, 6, 9, 0], [1, 1, 1, 0])
+    rows = [full, padded, full, padded, full, padded]  # chosen rows then rejected rows, as TRL's collator stacks them
+    ids, mask = torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows])
+    dedup = DedupForward(model)
+    results = []
+    for forward in (model, dedup):
+        model.zero_grad()
+        logits = forward(input_ids=ids, attention_mask=mask).logits
+        logits.sum().backward()
+        results.append((logits.detach(), model.score.weight.grad.clone()))
+    assert (dedup.rows_in, dedup.rows_run) == (6, 2)
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-4)
 
 
 def test_reward_scoring_matches_trl_tokenisation(tiny_model):

@@ -12,7 +12,21 @@ from rlhf_plug.stage import StageConfig
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
-class RewardRef(ComponentRef):
+class JudgeRef(ComponentRef):
+    """A reward function used for evaluation, under a name of its own."""
+
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description="what metrics and reports call it (default: `use`); lets one component serve twice, "
+        "e.g. three simulated_annotator judges named helpful, honest and harmless",
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name or self.use
+
+
+class RewardRef(JudgeRef):
     """A reward function and its weight in the summed reward."""
 
     weight: float = 1.0
@@ -75,7 +89,7 @@ class PPOStageConfig(StageConfig):
         default_factory=lambda: [RewardRef(use="learned_rm")], min_length=1,
         description="reward functions; the reward is their weighted sum",
     )
-    judges: list[ComponentRef] = Field(
+    judges: list[JudgeRef] = Field(
         default_factory=list, description="reward functions used only in evaluation (e.g. a gold annotator)"
     )
     kl: ComponentRef = Field(default_factory=lambda: ComponentRef(use="adaptive"))

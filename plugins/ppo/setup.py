@@ -75,7 +75,7 @@ def build_loop(ctx, config, prompts, ptx_rows):
 def _components(ctx, refs, key: str) -> list[RewardComponent]:
     return [
         RewardComponent(
-            name=ref.use, label=f"{key}[{i}] '{ref.use}'", fn=ctx.build("reward_function", ref, (key, i)),
+            name=ref.label, label=f"{key}[{i}] '{ref.label}'", fn=ctx.build("reward_function", ref, (key, i)),
             weight=getattr(ref, "weight", 1.0), key=(key, i),
         )
         for i, ref in enumerate(refs)

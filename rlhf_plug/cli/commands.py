@@ -52,6 +52,8 @@ def cmd_run(args) -> int:
     if is_main_process():
         _print_summary(console, results)
         console.print(f"outputs: {run_dir(loaded)}")
+        if (run_dir(loaded) / "report.md").is_file():
+            console.print(f"report: {run_dir(loaded) / 'report.md'}")
     return 0
 
 
@@ -110,8 +112,7 @@ def cmd_plugins(args) -> int:
         plugins.add_column(column)
     for name, plugin in sorted(pm.list_name_plugin()):
         hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        source = pm.distributions.get(name, "built-in" if name.startswith("rlhf_plug_plugins.") else "module")
-        plugins.add_row(name, source, ", ".join(hooks))
+        plugins.add_row(name, pm.source(name), ", ".join(hooks))
     console.print(plugins)
     components = Table(title="Components", header_style="bold")
     for column in ("family", "name", "plugin", "description"):
@@ -149,4 +150,65 @@ def cmd_recipes(args) -> int:
     return 0
 
 
-COMMANDS = [add_run, add_validate, add_plugins, add_recipes]
+# --- label -------------------------------------------------------------
+
+
+def add_label(sub) -> None:
+    from rlhf_plug.labeling import LabelOptions as defaults  # light: no torch until a model is loaded
+
+    p = sub.add_parser(
+        "label", help="rank sampled completions (you, or a reward function) into a rankings file",
+        description="Sample K completions per prompt and rank them best first; appends to a rankings JSONL "
+        "that the reward stage reads as it is. Run the same command again to resume.",
+    )
+    p.add_argument("--model", required=True, help="a model alias (smollm2-135m-instruct), a model dir or a stage output dir")
+    p.add_argument("--prompts", required=True, help="a .jsonl/.json file, builtin:NAME, or {use: SOURCE, with: {...}}")
+    p.add_argument("--out", required=True, type=Path, help="the rankings JSONL to append to (created if missing)")
+    p.add_argument("--k", type=int, default=defaults.k, help="completions per prompt, 4 to 9 (default %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="label only the first N prompts of the source")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="sampling seed (prompt i uses seed + i; default %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="default %(default)s")
+    p.add_argument("--temperature", type=float, default=defaults.temperature, help="default %(default)s")
+    p.add_argument("--annotator", metavar="REWARD_FUNCTION", help="rank with this reward function instead of a person")
+    p.add_argument(
+        "--annotator-with", action="append", default=[], metavar="KEY=VALUE",
+        help="an option of the annotator, e.g. criterion=helpful (repeatable)",
+    )
+    p.add_argument("--retry-skipped", action="store_true", help="show prompts skipped in earlier sessions again")
+    p.set_defaults(handler=cmd_label)
+
+
+def cmd_label(args) -> int:
+    from dataclasses import fields
+
+    from rlhf_plug.labeling import LabelOptions, run_labeling
+    from rlhf_plug.plugins import get_plugin_manager
+    from rlhf_plug.recipe import parse_assignment
+    from rlhf_plug.registry import Registries
+
+    given = {f.name: getattr(args, f.name) for f in fields(LabelOptions)}  # each option is a --flag of the same name
+    given["annotator_with"] = dict(parse_assignment(item, "--annotator-with") for item in args.annotator_with)
+    return run_labeling(LabelOptions(**given), Registries(get_plugin_manager(args.plugin)), _console())
+
+
+# --- report ------------------------------------------------------------
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser("report", help="write report.md and plots for a run (its completed stages)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/instructgpt")
+    p.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from rlhf_plug.plugins import get_plugin_manager
+    from rlhf_plug.report import load_run, write_report
+
+    run = load_run(args.run_dir)  # a missing or empty folder fails here, before plugins or plots load
+    plugins = [p for p in run.recipe.get("plugins") or [] if isinstance(p, str)]
+    path = write_report(run.path, get_plugin_manager([*args.plugin, *plugins]))
+    _console().print(f"report: {path}")
+    return 0
+
+
+COMMANDS = [add_run, add_validate, add_plugins, add_recipes, add_label, add_report]

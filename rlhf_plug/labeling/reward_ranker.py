@@ -1,0 +1,55 @@
+"""Rank completions with a registered reward function instead of a person (``--annotator``)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from rlhf_plug.errors import PluginError, RewardError, UserError
+from rlhf_plug.labeling.components import build_component
+from rlhf_plug.labeling.keystrokes import Decision
+from rlhf_plug.labeling.sampling import Samples
+
+
+class RewardRanker:
+    """Sorts the K completions by the reward function's score, best first (ties keep sampling order)."""
+
+    def __init__(self, fn: Any, name: str, console):
+        self.fn, self.name, self.console = fn, name, console
+
+    def rank(self, prompt: Any, samples: Samples, progress: str) -> Decision:
+        scores = self.scores(prompt, samples, progress)
+        order = tuple(sorted(range(len(scores)), key=lambda i: (-scores[i], i)))
+        shown = " ".join(f"{i + 1}:{scores[i]:.3f}" for i in order)
+        self.console.print(f"[dim]{progress}[/] {self.name}: {shown}", soft_wrap=True)
+        return Decision("rank", order)
+
+    def scores(self, prompt: Any, samples: Samples, progress: str) -> list[float]:
+        """Call the reward function (TRL's keyword convention) and insist on one finite number per completion."""
+        k = len(samples.completions)
+        where = f"annotator '{self.name}' on prompt {progress}"
+        try:
+            values = self.fn(prompts=[prompt] * k, completions=samples.completions, completion_ids=samples.completion_ids)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise RewardError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+        if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
+            values = values.tolist()
+        if not isinstance(values, (list, tuple)) or len(values) != k:
+            got = f"{len(values)} values" if isinstance(values, (list, tuple)) else type(values).__name__
+            raise RewardError(f"{where} returned {got}; expected a list of {k} floats")
+        for i, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise RewardError(f"{where} returned {value!r} for completion {i + 1}; scores must be finite numbers")
+        return [float(v) for v in values]
+
+
+def build_reward_ranker(registries, name: str, options: dict[str, Any], console) -> RewardRanker:
+    fn = build_component(registries, "reward_function", name, options, ("--annotator", "--annotator-with"))
+    if callable(getattr(fn, "setup", None)):
+        raise PluginError(
+            f"--annotator: reward function '{name}' needs a training stage's model (it has setup()) and cannot rank here"
+        )
+    return RewardRanker(fn, name, console)
