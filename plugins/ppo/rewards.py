@@ -9,12 +9,10 @@ model (the learned RM does) or load its own.
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
-from rlhf_plug.errors import RewardError, UserError
+from rlhf_plug.rewards import call_reward_function
 
 
 @dataclass
@@ -41,30 +39,9 @@ class RewardComponent:
 def call_reward(component: RewardComponent, step: int, prompts, completions, completion_ids, columns) -> list[float]:
     """Call one reward function and insist on one finite number per completion."""
     where = f"{component.label} at PPO step {step}" if step is not None else f"{component.label} in evaluation"
-    try:
-        values = component.fn(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise RewardError(f"{where} raised {type(exc).__name__}: {exc}") from exc
-    return check_reward_output(values, len(completions), where)
-
-
-def check_reward_output(values: Any, expected: int, where: str) -> list[float]:
-    if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
-        values = values.tolist()  # numpy arrays and tensors
-    if not isinstance(values, (list, tuple)):
-        raise RewardError(f"{where} returned {type(values).__name__}; expected a list of {expected} floats")
-    if len(values) != expected:
-        raise RewardError(f"{where} returned {len(values)} values for {expected} completions")
-    out = []
-    for i, value in enumerate(values):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise RewardError(f"{where} returned {type(value).__name__} {value!r} for completion {i}; expected a float")
-        if not math.isfinite(float(value)):
-            raise RewardError(f"{where} returned {value} for completion {i}; rewards must be finite")
-        out.append(float(value))
-    return out
+    return call_reward_function(
+        component.fn, where, prompts=prompts, completions=completions, completion_ids=completion_ids, **columns
+    )
 
 
 def setup_rewards(components: list[RewardComponent], make_setup) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
-from rlhf_plug.errors import PluginError, RewardError, UserError
+from rlhf_plug.errors import PluginError
 from rlhf_plug.labeling.components import build_component
 from rlhf_plug.labeling.keystrokes import Decision
 from rlhf_plug.labeling.sampling import Samples
+from rlhf_plug.rewards import call_reward_function
 
 
 class RewardRanker:
@@ -28,22 +27,10 @@ class RewardRanker:
     def scores(self, prompt: Any, samples: Samples, progress: str) -> list[float]:
         """Call the reward function (TRL's keyword convention) and insist on one finite number per completion."""
         k = len(samples.completions)
-        where = f"annotator '{self.name}' on prompt {progress}"
-        try:
-            values = self.fn(prompts=[prompt] * k, completions=samples.completions, completion_ids=samples.completion_ids)
-        except UserError:
-            raise
-        except Exception as exc:
-            raise RewardError(f"{where} raised {type(exc).__name__}: {exc}") from exc
-        if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
-            values = values.tolist()
-        if not isinstance(values, (list, tuple)) or len(values) != k:
-            got = f"{len(values)} values" if isinstance(values, (list, tuple)) else type(values).__name__
-            raise RewardError(f"{where} returned {got}; expected a list of {k} floats")
-        for i, value in enumerate(values):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise RewardError(f"{where} returned {value!r} for completion {i + 1}; scores must be finite numbers")
-        return [float(v) for v in values]
+        return call_reward_function(
+            self.fn, f"annotator '{self.name}' on prompt {progress}", first=1,
+            prompts=[prompt] * k, completions=samples.completions, completion_ids=samples.completion_ids,
+        )
 
 
 def build_reward_ranker(registries, name: str, options: dict[str, Any], console) -> RewardRanker:

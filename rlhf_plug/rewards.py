@@ -1,0 +1,44 @@
+"""The reward-function contract, shared by every caller (PPO, `rlhf-plug label --annotator`, evaluators).
+
+A reward function follows TRL's convention and is called with keywords:
+``fn(prompts=..., completions=..., completion_ids=..., **columns) -> list[float]``,
+one finite number per completion. Anything else stops the run with one line
+that says where (``where``) and what was wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from rlhf_plug.errors import RewardError, UserError
+
+
+def call_reward_function(fn, where: str, *, first: int = 0, **inputs) -> list[float]:
+    """Call ``fn(**inputs)`` and check its output; ``first`` is how messages number the first completion."""
+    try:
+        values = fn(**inputs)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise RewardError(f"{where} raised {type(exc).__name__}: {exc}") from exc
+    return check_reward_output(values, len(inputs["completions"]), where, first=first)
+
+
+def check_reward_output(values: Any, expected: int, where: str, *, first: int = 0) -> list[float]:
+    """``values`` as a list of ``expected`` floats, or a :class:`RewardError` naming ``where`` and the completion."""
+    if hasattr(values, "tolist") and not isinstance(values, (list, tuple)):
+        values = values.tolist()  # numpy arrays and tensors
+    if not isinstance(values, (list, tuple)):
+        raise RewardError(f"{where} returned {type(values).__name__}; expected a list of {expected} floats")
+    if len(values) != expected:
+        raise RewardError(f"{where} returned {len(values)} values for {expected} completions")
+    out = []
+    for i, value in enumerate(values, start=first):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise RewardError(f"{where} returned {type(value).__name__} {value!r} for completion {i}; expected a float")
+        if not math.isfinite(float(value)):
+            raise RewardError(f"{where} returned {value} for completion {i}; rewards must be finite")
+        out.append(float(value))
+    return out
