@@ -38,6 +38,9 @@ class RewardStats:
 class WinRate:
     """How often the policy's answer beats the reference's on the same prompt (ties count half).
 
+    ``tie_rate/<judge>`` is logged too: with a coarse judge many answers tie
+    (identical answers always do), which pulls the win-rate towards 0.5.
+
     ``judge`` names a reward component or judge of the stage; unset, every one
     of them is used, plus the weighted training reward (``win_rate``).
     """
@@ -52,7 +55,11 @@ class WinRate:
             names = [self.judge]
         else:
             names = context.scorers
-        metrics = {f"win_rate/{n}": _win_rate(context.policy.scores[n], context.reference.scores[n]) for n in names}
+        metrics = {}
+        for n in names:
+            policy, reference = context.policy.scores[n], context.reference.scores[n]
+            metrics[f"win_rate/{n}"] = _win_rate(policy, reference)
+            metrics[f"tie_rate/{n}"] = _mean(float(p == r) for p, r in zip(policy, reference))
         if self.judge is None:
             metrics["win_rate"] = _win_rate(context.total(context.policy), context.total(context.reference))
         return metrics

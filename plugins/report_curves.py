@@ -23,6 +23,7 @@ class Curve:
     chance: float | None = None
     smooth: bool = True  # False for values that are not noisy (a controller's state)
     nonnegative: bool = False
+    if_all_zero: str | None = None  # said in the title when every value is 0, so a flat line is not read as a bug
 
 
 LOSS = Curve("Loss", "loss", train=("loss",), eval=("eval_loss",))
@@ -40,7 +41,8 @@ CURVES: dict[str, list[Curve]] = {
         Curve("KL to the SFT model", "KL per response (nats)", train=("kl",), eval=("kl",)),
         Curve("KL coefficient β", "β", train=("beta",), smooth=False),
         Curve("Policy entropy", "entropy (nats/token)", train=("entropy",)),
-        Curve("Clip fraction", "fraction of tokens clipped", train=("clipfrac",), nonnegative=True),
+        Curve("Clip fraction", "fraction of tokens clipped", train=("clipfrac",), nonnegative=True,
+              if_all_zero="always 0: one update per rollout, so the ratio is 1"),
     ],
 }
 
@@ -57,6 +59,8 @@ def panels(stage, curves: list[Curve]):
         if curve.baseline is not None:
             _, values = stage.series(curve.baseline[0], "eval")
             reference = (values[-1], curve.baseline[1]) if values else reference
+        if curve.if_all_zero and series and not any(v for s in series for v in s.values):
+            title = f"{title}\n({curve.if_all_zero})"
         if any(s.values for s in series):
             out.append(Panel(title, curve.ylabel, series, reference=reference, nonnegative=curve.nonnegative))
     return out

@@ -71,22 +71,34 @@ def win_rates(stage, final: dict, report) -> str:
     names = [k[len("win_rate/"):] for k in final if k.startswith("win_rate/")]
     role = roles(stage, names)
     rows = [(code(n), role[n], final.get(f"reference_reward/{n}"), final.get(f"reward/{n}"),
-             change(final.get(f"reference_reward/{n}"), final.get(f"reward/{n}")), final[f"win_rate/{n}"]) for n in names]
+             change(final.get(f"reference_reward/{n}"), final.get(f"reward/{n}")), final[f"win_rate/{n}"],
+             *_ties(final, n)) for n in names]
     if sum(r.startswith("reward") for r in role.values()) > 1 and "win_rate" in final:
         rows.append(("weighted training reward", "reward (sum)", final.get("reference_reward"), final.get("reward"),
-                     change(final.get("reference_reward"), final.get("reward")), final["win_rate"]))
+                     change(final.get("reference_reward"), final.get("reward")), final["win_rate"], "", ""))
     image, markdown = report.image(f"{stage.name}-win-rate.png", "win-rate of PPO over SFT")
     bars = {f"{n} ({role[n].split(' ')[0]})": final[f"win_rate/{n}"] for n in names}
     prompts = stage.results.get("eval_prompts")
     where = f"{prompts} held-out prompts" if prompts else "the held-out prompts"
     bars_png(image, f"Win-rate of PPO over SFT on {where}", bars, "win-rate (ties count half)", reference=(0.5, "no difference"))
-    headers = ("judged by", "role", "SFT mean", "PPO mean", "change", "PPO win-rate")
+    headers = ("judged by", "role", "SFT mean", "PPO mean", "change", "PPO win-rate", "ties", "win-rate without ties")
     return (
         f"{markdown}\n\nOn {where}, one answer each from the SFT model and the PPO policy, scored by every reward "
         "component and judge of the stage: the win-rate is how often the PPO answer scores higher (ties count half; "
-        f"0.5 = no difference). From the final evaluation in `{stage.name}/results.json`.\n\n"
-        + table(headers, rows, right=(2, 3, 4, 5))
+        "0.5 = no difference). Where both answers score the same (identical answers always do) nothing can be won, "
+        "so the share of ties and the win-rate over the other prompts are shown too. "
+        f"From the final evaluation in `{stage.name}/results.json`.\n\n"
+        + table(headers, rows, right=(2, 3, 4, 5, 6, 7))
     )
+
+
+def _ties(final: dict, name: str) -> tuple:
+    """(tie share, win-rate over the prompts that did not tie); blanks when the run did not log ties."""
+    ties = final.get(f"tie_rate/{name}")
+    if not is_number(ties):
+        return "", ""
+    decisive = (final[f"win_rate/{name}"] - ties / 2) / (1 - ties) if ties < 1 else None
+    return ties, "" if decisive is None else decisive
 
 
 def hhh(final: dict) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ class PPOStage:
         config = self.config
         if config.lora is False:
             raise ctx.error(("lora",), "the ppo stage trains a LoRA policy on a shared base; `lora: false` is not supported")
+        ctx.check_lora("CAUSAL_LM")
         ctx.check_model(default_from=("sft",))
         _check_scheduler(ctx, config.args.lr_scheduler)
         if config.args.batch_size % config.args.mini_batches:

@@ -52,6 +52,7 @@ class RewardStage:
         from trl import RewardConfig
 
         ctx.check_args(RewardConfig)
+        ctx.check_lora("SEQ_CLS")
         ctx.check_model(default_from=("sft",))
         for i, ref in enumerate(self.config.evaluators):
             ctx.component("evaluator", ref, ("evaluators", i))

@@ -25,6 +25,7 @@ class SFTStage:
         from trl import SFTConfig
 
         ctx.check_args(SFTConfig)
+        ctx.check_lora("CAUSAL_LM")
         ctx.check_model()
         ctx.load_data(self.config.data, ("data",), SFT_FORMATS)
 

@@ -178,6 +178,15 @@ class StageContext:
         except KeyPathError as exc:
             raise self.loaded.source.error(exc.path, exc.message) from None
 
+    def check_lora(self, task_type: str) -> None:
+        """Build the ``lora:`` section's ``peft.LoraConfig`` now, so a bad option fails before training."""
+        from rlhf_plug.models import lora_config
+
+        try:
+            lora_config(self.config.lora, task_type)
+        except (TypeError, ValueError) as exc:
+            raise self.error(("lora",), f"peft.LoraConfig rejected it: {exc}") from None
+
     # --- metrics --------------------------------------------------------
     def log_metrics(self, step: int, metrics: dict[str, float], *, evaluation: bool = False) -> None:
         """Append to ``metrics.jsonl`` and broadcast ``rlhf_step_end`` / ``rlhf_evaluate``."""

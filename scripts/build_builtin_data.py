@@ -20,6 +20,7 @@ OUT_DIR = ROOT / "plugins" / "builtin_data"
 SEED = 1234
 N_DEMOS, N_RANKINGS, N_PROMPTS, N_EVAL, N_PRETRAIN = 400, 250, 200, 60, 300
 MAX_BYTES = 200_000
+BALANCED = ["arithmetic", "harmful", "unknowable"]  # cycled: one third each
 
 
 def load_annotator():
@@ -143,10 +144,12 @@ def write_jsonl(name, rows):
 def main():
     """Build every file and print row counts."""
     rng, used = random.Random(SEED), set()
-    eval_prompts = fresh_prompts(rng, N_EVAL, used, ["arithmetic", "harmful", "unknowable"])
+    eval_prompts = fresh_prompts(rng, N_EVAL, used, BALANCED)
     demo_prompts = fresh_prompts(rng, N_DEMOS, used)
-    rank_prompts = fresh_prompts(rng, N_RANKINGS, used)
-    ppo_prompts = fresh_prompts(rng, N_PROMPTS, used)
+    # Rankings and PPO prompts cover the three families equally, like the held-out prompts: an RM this size
+    # cannot check sums, so a 60 % arithmetic mix spent most of its pairs where it learns least.
+    rank_prompts = fresh_prompts(rng, N_RANKINGS, used, BALANCED)
+    ppo_prompts = fresh_prompts(rng, N_PROMPTS, used, BALANCED)
     files = {
         "demos.jsonl": [{"prompt": user(p), "completion": assistant(A.ideal_answer(p, rng))} for p in demo_prompts],
         "rankings.jsonl": [ranking_row(rng, p) for p in rank_prompts],

@@ -74,3 +74,17 @@ def test_reinforce_loss_is_ratio_weighted_advantage_and_has_no_critic():
     assert loss_fn.needs_value is False and PPOClipLoss().needs_value is True
     loss, _ = loss_fn(_batch(ratio=1.5, advantage=2.0, value=0.0, old_value=0.0, ret=0.0))
     assert loss.item() == pytest.approx(-3.0, abs=1e-5)
+
+
+def test_win_rate_counts_ties_half_and_logs_the_tie_share():
+    from rlhf_plug_plugins.ppo.evaluation import PPOEvalContext, Samples
+    from rlhf_plug_plugins.ppo_evaluators import WinRate
+
+    policy = Samples(["a", "b", "c", "d"], {"judge": [1.0, 0.0, 2.0, 2.0]})
+    reference = Samples(["a", "b", "c", "d"], {"judge": [0.0, 1.0, 2.0, 2.0]})
+    context = PPOEvalContext(5, ["p"] * 4, policy, reference, rewards={}, judges=["judge"])
+    metrics = WinRate()(context)
+    assert metrics["win_rate/judge"] == pytest.approx(0.5)  # one win, one loss, two ties at half
+    assert metrics["tie_rate/judge"] == pytest.approx(0.5)
+    policy.scores["judge"][1] = 3.0  # the loss becomes a win: 2 of the 2 untied prompts won
+    assert WinRate(judge="judge")(context) == pytest.approx({"win_rate/judge": 0.75, "tie_rate/judge": 0.5})

@@ -218,6 +218,31 @@ def test_evaluators_report_before_and_after(tmp_path, tiny_policy, toy):
     ]
 
 
+def test_policy_is_identity_only_while_the_adapter_changes_nothing(tiny_policy):
+    """The step-0 evaluation reuses the reference samples exactly when this holds."""
+    import torch
+    from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
+
+    model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "trunk", 1.0, torch.device("cpu"))
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    mask = torch.ones_like(ids)
+
+    def policy_and_reference():
+        with torch.no_grad():
+            policy = model(role="train", input_ids=ids, attention_mask=mask, prompt_length=3, with_values=False).logprobs
+            return policy, model(role="reference", input_ids=ids, attention_mask=mask, prompt_length=3)
+
+    assert model.policy_is_identity()
+    policy, reference = policy_and_reference()
+    assert torch.equal(policy, reference)
+    lora_b = next(p for n, p in model.peft.named_parameters() if "lora_B.default" in n)
+    with torch.no_grad():
+        lora_b.add_(0.5)
+    assert not model.policy_is_identity()
+    policy, reference = policy_and_reference()
+    assert not torch.allclose(policy, reference)
+
+
 # --------------------------------------------------------------------------
 # Components swapped by overrides, no code change
 # --------------------------------------------------------------------------
@@ -474,9 +499,11 @@ def check_error(tmp_path, toy, stage: str, model: Path) -> str:
         (ppo_stage(reward="[{use: even_first}, {use: even_first, weight: 2}]"), ["ppo.reward[", "'even_first' appears twice"]),
         (ppo_stage(extra="      judges: [{use: even_first}]\n"), ["ppo.", "'even_first' appears twice"]),
         (ppo_stage(args=", lr_scheduler: cosinus"), ["ppo.args.lr_scheduler:", "cosinus", "cosine"]),
+        (ppo_stage().replace("lora: {r: 8, lora_alpha: 16}", "lora: {r: 8, layers_to_transform: [0]}"),
+         ["ppo.lora:", "LoraConfig rejected", "layers_to_transform"]),
     ],
     ids=["lora-false", "kl-estimator", "unknown-arg", "unknown-reward", "reward-key-typo", "ptx-no-data",
-         "reward-twice", "reward-and-judge", "scheduler"],
+         "reward-twice", "reward-and-judge", "scheduler", "lora-option"],
 )
 def test_recipe_errors_name_the_key(tmp_path, tiny_policy, toy, stage, words):
     message = check_error(tmp_path, toy, stage, tiny_policy)

@@ -44,6 +44,8 @@ def _ppo_eval(scores: dict, step: int, after: bool) -> dict:
     record = {"step": step, "split": "eval", "kl": 2.0 if after else 0.0}
     for n, (sft, ppo, win) in scores.items():
         record |= {f"reward/{n}": ppo if after else sft, f"reference_reward/{n}": sft, f"win_rate/{n}": win if after else 0.5}
+    if after and "simulated_annotator" in scores:
+        record["tie_rate/simulated_annotator"] = 0.375  # 0.6875 = 0.5 wins + 0.375 / 2: 0.8 of the untied prompts
     return record
 
 
@@ -128,9 +130,12 @@ def test_win_rates_come_from_the_final_evaluation(hhh_report):
     body = section(hhh_report, "### Win-rate of PPO over SFT")
     assert "![win-rate of PPO over SFT](report/ppo-win-rate.png)" in body
     assert "16 held-out prompts" in body
-    assert table_row(body, "`learned_rm`") == ["`learned_rm`", "reward (trained on)", "1.25", "1.75", "+0.5", "0.8125"]
-    assert table_row(body, "`simulated_annotator`")[1:] == ["judge (evaluation only)", "-0.125", "0.25", "+0.375", "0.6875"]
-    assert table_row(body, "`honest`")[-1] == "0.4062"
+    # a run that logged no ties leaves those columns blank
+    assert table_row(body, "`learned_rm`")[:6] == ["`learned_rm`", "reward (trained on)", "1.25", "1.75", "+0.5", "0.8125"]
+    assert table_row(body, "`learned_rm`")[6:] == ["", ""]
+    assert table_row(body, "`simulated_annotator`")[1:] == [
+        "judge (evaluation only)", "-0.125", "0.25", "+0.375", "0.6875", "0.375", "0.8"]
+    assert table_row(body, "`honest`")[5] == "0.4062"
 
 
 def test_hhh_table_when_judges_are_named_helpful_honest_harmless(hhh_report):
@@ -263,3 +268,14 @@ def test_missing_or_empty_run_dir_is_a_one_line_error(tmp_path, capsys, make):
 
 def test_report_command_does_not_import_matplotlib_for_a_bad_dir(tmp_path):
     assert heavy_imports("report", str(tmp_path / "x")) == (2, [])
+
+
+@pytest.mark.parametrize(("clipfrac", "noted"), [(0.0, True), (0.02, False)])
+def test_clip_fraction_panel_explains_a_flat_zero_line(tmp_path, clipfrac, noted):
+    from rlhf_plug.report.load import StageOutput
+    from rlhf_plug_plugins.report_curves import CURVES, panels
+
+    metrics = [{"step": s, "split": "train", "clipfrac": clipfrac * (s % 2)} for s in range(1, 5)]
+    stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)
+    (panel,) = panels(stage, [c for c in CURVES["ppo"] if c.title == "Clip fraction"])
+    assert ("one update per rollout" in panel.title) is noted

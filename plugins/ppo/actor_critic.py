@@ -77,6 +77,15 @@ class ActorCritic(nn.Module):
             if "lora_" in name
         ]
 
+    def policy_is_identity(self) -> bool:
+        """True while the policy adapter changes nothing (every LoRA B of ``default`` is zero, as peft
+        initialises it): the policy then samples exactly what the reference samples."""
+        return all(
+            not param.any()
+            for name, param in self.peft.named_parameters()
+            if f".{POLICY}." in name and ("lora_B" in name or "lora_embedding_B" in name)
+        )
+
     def fix_trainable(self) -> None:
         """peft's ``set_adapter`` flips ``requires_grad``; keep exactly our trainable adapters trainable."""
         for param, trainable in self._lora_params:
@@ -107,7 +116,8 @@ class ActorCritic(nn.Module):
 
         name = f"reward_{len(self.reward_heads)}"
         options = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-        keep = {"r", "lora_alpha", "target_modules", "lora_dropout", "bias", "use_rslora", "use_dora", "fan_in_fan_out"}
+        keep = {"r", "lora_alpha", "target_modules", "lora_dropout", "bias", "use_rslora", "use_dora", "fan_in_fan_out",
+                "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "exclude_modules"}
         config = LoraConfig(**{k: v for k, v in options.items() if k in keep}, inference_mode=True)
         self.peft.add_adapter(name, config)
         weights = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))

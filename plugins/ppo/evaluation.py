@@ -72,8 +72,11 @@ class Evaluation:
     def run(self, step: int, evaluators: list) -> tuple[dict[str, float], dict[str, list[dict]]]:
         if self.reference is None:
             self.reference = self._sample(adapter_on=False)
-        policy = self._sample(adapter_on=True)
         loop = self.loop
+        if step == 0 and loop.actor_critic.policy_is_identity():
+            policy = Samples(self.reference.completions, self.reference.scores, [0.0] * len(self.prompts), self.reference.lengths)
+        else:
+            policy = self._sample(adapter_on=True)
         context = PPOEvalContext(
             step, self.prompts, policy, self.reference,
             rewards={c.name: c.weight for c in loop.rewards}, judges=[j.name for j in loop.judges],
