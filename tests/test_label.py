@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import BUILTIN, assert_one_line_error, cli, read_jsonl, write_jsonl
+from conftest import assert_one_line_error, cli, read_jsonl, write_jsonl
 
 from rlhf_plug.cli import main
 from rlhf_plug.errors import DataError, RewardError
@@ -34,10 +34,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# Fixed here, not read from the built-in set, so regenerating that data cannot change what these tests see.
+# Short enough not to wrap in a panel; the tiny model's answers to the first three score differently.
+TOY_PROMPTS = ["Hey, what did I eat for lunch today?", "Hey, guess the number I'm thinking of between 1 and 100.",
+               "Add 87 and 13.", "What is 37 + 25?"]
+
+
 def toy_prompts(n: int) -> list:
-    """The first ``n`` prompts of the built-in set (conversational), as they appear in the data."""
-    lines = (BUILTIN / "prompts.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["prompt"] for line in lines[:n]]
+    """The first ``n`` toy prompts, conversational, as they appear in a prompts file."""
+    return [[{"role": "user", "content": text}] for text in TOY_PROMPTS[:n]]
 
 
 class Keyboard(io.StringIO):
@@ -195,8 +200,9 @@ def test_bad_line_in_the_middle_is_an_error_naming_the_row(tmp_path):
 @pytest.fixture
 def annotated(tiny_model, tmp_path, monkeypatch, capsys) -> Path:
     out = tmp_path / "annotated.jsonl"
+    source = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": p} for p in toy_prompts(4)])
     code, shown, err = label(
-        monkeypatch, capsys, tiny_model, "builtin:prompts", out, "--annotator", "simulated_annotator", "--limit", "3", "--k", "4"
+        monkeypatch, capsys, tiny_model, source, out, "--annotator", "simulated_annotator", "--limit", "3", "--k", "4"
     )
     assert code == 0, err
     assert "3 ranked" in shown
