@@ -8,7 +8,7 @@ components then turn that into numbers and tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -74,7 +74,7 @@ class Evaluation:
             self.reference = self._sample(adapter_on=False)
         loop = self.loop
         if step == 0 and loop.actor_critic.policy_is_identity():
-            policy = Samples(self.reference.completions, self.reference.scores, [0.0] * len(self.prompts), self.reference.lengths)
+            policy = replace(self.reference, kl=[0.0] * len(self.prompts))  # the same answers: KL 0
         else:
             policy = self._sample(adapter_on=True)
         context = PPOEvalContext(
