@@ -105,7 +105,9 @@ def rlhf_register_kl_controllers(register):
 
     A controller has ``value`` (the current β), ``update(observed_kl, n_steps)``,
     and ``state_dict()`` / ``load_state_dict(state)`` so resumed runs continue
-    with the same β.
+    with the same β. A controller with a set-point may also have ``target``
+    (nats per response): the PPO stage logs it as ``kl_target`` and the report
+    draws it on the KL panel.
 
     :param register: ``register(name, factory, *, config=None, help=None)``.
     :return: ignored.

@@ -32,6 +32,17 @@ def test_adaptive_kl_follows_ziegler_update(observed, expected_error):
     assert restored.value == kl.value
 
 
+def test_adaptive_kl_bounds_hold_beta_within_min_and_max():
+    kl = AdaptiveKL(init=0.2, target=1.0, horizon=16, min_beta=0.2, max_beta=0.25)
+    kl.update(observed_kl=0.0, n_steps=8)  # unbounded: 0.2 * (1 - 0.2 * 8 / 16) = 0.18
+    assert kl.value == 0.2
+    kl.update(observed_kl=5.0, n_steps=8)  # 0.2 * 1.1 = 0.22
+    assert kl.value == pytest.approx(0.22)
+    kl.update(observed_kl=5.0, n_steps=8)  # 0.242
+    kl.update(observed_kl=5.0, n_steps=8)  # 0.2662, capped
+    assert kl.value == 0.25
+
+
 def _batch(ratio: float, advantage: float, value: float, old_value: float, ret: float) -> dict:
     old = torch.tensor([[math.log(0.5)]])
     return {

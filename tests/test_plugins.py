@@ -100,6 +100,8 @@ def test_component_with_is_validated_against_the_signature(registries):
         adaptive.validate({"targte": 3}, ("x",))
     with pytest.raises(KeyPathError, match="greater than 0"):
         adaptive.validate({"target": -1})
+    with pytest.raises(KeyPathError, match=r"init \(0.1\) must lie within \[min_beta, max_beta\] = \[0.2, inf\]"):
+        adaptive.validate({"init": 0.1, "min_beta": 0.2}, ("ppo", "kl", "with"))
 
 
 def test_duplicate_name_names_both_plugins(pm):

@@ -246,6 +246,7 @@ def test_adaptive_kl_by_override_follows_the_observed_kl(tmp_path, tiny_policy, 
         error = min(max(prev["kl"] / 0.05 - 1, -0.2), 0.2)
         assert cur["beta"] == pytest.approx(prev["beta"] * (1 + error * 4 / 20), rel=1e-6)
     assert results["ppo"]["beta_final"] == pytest.approx(betas[-1])
+    assert {r["kl_target"] for r in train} == {0.05} and results["ppo"]["kl_target"] == 0.05  # KL next to its target
 
 
 @pytest.mark.parametrize("args", ["", ", mini_batches: 2, ppo_epochs: 2"], ids=["fused", "minibatched"])

@@ -279,3 +279,15 @@ def test_clip_fraction_panel_explains_a_flat_zero_line(tmp_path, clipfrac, noted
     stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)
     (panel,) = panels(stage, [c for c in CURVES["ppo"] if c.title == "Clip fraction"])
     assert ("one update per rollout" in panel.title) is noted
+
+
+@pytest.mark.parametrize(("target", "line"), [(2.0, (2.0, "KL controller's target")), (None, None)])
+def test_kl_panel_draws_the_controllers_target(tmp_path, target, line):
+    from rlhf_plug.report.load import StageOutput
+    from rlhf_plug_plugins.report_curves import CURVES, panels
+
+    extra = {"kl_target": target} if target is not None else {}
+    metrics = [{"step": s, "split": "train", "kl": 0.5 * s, **extra} for s in range(1, 5)]
+    stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)
+    (panel,) = panels(stage, [c for c in CURVES["ppo"] if c.title == "KL to the SFT model"])
+    assert panel.reference == line

@@ -130,6 +130,7 @@ def _training_summary(metrics_file: Path, steps: int) -> dict:
         "train_reward_last_steps": mean(train[-k:], "reward"),
         "kl_last_steps": mean(train[-k:], "kl"),
         "beta_final": train[-1].get("beta"),
+        **({"kl_target": train[-1]["kl_target"]} if "kl_target" in train[-1] else {}),
     }
 
 

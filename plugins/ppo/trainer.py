@@ -176,6 +176,8 @@ class PPOLoop:
         })
         if needs_value:
             metrics["explained_variance"] = adv.explained_variance(old_values, returns, mask)
+        if getattr(self.kl_controller, "target", None) is not None:  # a controller with a set-point: the KL budget
+            metrics["kl_target"] = float(self.kl_controller.target)
         metrics = {k: v for k, v in self._average(metrics).items() if math.isfinite(v)}  # e.g. no explained variance yet
         self.kl_controller.update(metrics["kl"], self.args.batch_size * self.accelerator.num_processes)
         metrics.update({"time/rollout": t_gen, "time/update": time.perf_counter() - t1, "time/step": time.perf_counter() - t0})
