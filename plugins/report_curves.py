@@ -19,8 +19,8 @@ class Curve:
     ylabel: str
     train: tuple[str, ...] = ()  # "reward/*" means every train key starting with "reward/"
     eval: tuple[str, ...] = ()
-    baseline: tuple[str, str] | None = None  # (eval key, label): its last held-out value as a dashed line
-    target: tuple[str, str] | None = None  # (train key, label): its last training value as a dashed line
+    # (split, key, label): the key's last value in that split as a dashed line, e.g. the SFT baseline or a target
+    baseline: tuple[str, str, str] | None = None
     chance: float | None = None
     smooth: bool = True  # False for values that are not noisy (a controller's state)
     nonnegative: bool = False
@@ -38,9 +38,9 @@ CURVES: dict[str, list[Curve]] = {
     ],
     "ppo": [
         Curve("Reward", "reward per response", train=("reward", "reward/*"), eval=("reward",),
-              baseline=("reference_reward", "SFT model, held-out")),
+              baseline=("eval", "reference_reward", "SFT model, held-out")),
         Curve("KL to the SFT model", "KL per response (nats)", train=("kl",), eval=("kl",),
-              target=("kl_target", "KL controller's target")),
+              baseline=("train", "kl_target", "KL controller's target")),
         Curve("KL coefficient β", "β", train=("beta",), smooth=False),
         Curve("Policy entropy", "entropy (nats/token)", train=("entropy",)),
         Curve("Clip fraction", "fraction of tokens clipped", train=("clipfrac",), nonnegative=True,
@@ -58,9 +58,10 @@ def panels(stage, curves: list[Curve]):
         series = [Series(label, *stage.series(key, "train"), smooth=curve.smooth) for key, label in train]
         series += [Series("held-out", *stage.series(key, "eval"), points=True) for key in curve.eval]
         reference = (curve.chance, "chance") if curve.chance is not None else None
-        for line, split in ((curve.baseline, "eval"), (curve.target, "train")):
-            values = stage.series(line[0], split)[1] if line else []
-            reference = (values[-1], line[1]) if values else reference
+        if curve.baseline is not None:
+            split, key, label = curve.baseline
+            _, values = stage.series(key, split)
+            reference = (values[-1], label) if values else reference
         if curve.if_all_zero and series and not any(v for s in series for v in s.values):
             title = f"{title}\n({curve.if_all_zero})"
         if any(s.values for s in series):
