@@ -10,6 +10,7 @@ DEFAULT_PLUGINS = (
     "rlhf_plug_plugins.stage_reward",
     "rlhf_plug_plugins.data_sources",
     "rlhf_plug_plugins.rewards",
+    "rlhf_plug_plugins.toxicity",
     "rlhf_plug_plugins.losses",
     "rlhf_plug_plugins.kl_controllers",
     "rlhf_plug_plugins.evaluators",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rlhf_plug import DataError, hookimpl
 from rlhf_plug.data import parse_jsonl
+from rlhf_plug.recipe import RecipePath
 
 BUILTIN_DIR = Path(__file__).parent / "builtin_data"
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -54,8 +55,10 @@ def read_rows(path: Path):
     before any Arrow conversion), CSV/Parquet as a ``datasets.Dataset``."""
     from datasets import Dataset
 
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file")
     if not path.is_file():
-        raise DataError(f"{path}: data file not found")
+        raise DataError(f"{path}: data file not found (looked for {path.resolve()})")
     kind = _kind(path)
     if kind == ".jsonl":
         return _read_jsonl(path)
@@ -74,7 +77,7 @@ def read_rows(path: Path):
 class FileSource:
     """Local JSON, JSON Lines, CSV or Parquet file (optionally gzipped)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: RecipePath):
         self.path = Path(path).expanduser()
 
     def describe(self) -> str:
@@ -95,15 +98,17 @@ class HubSource:
 
     def __init__(
         self, path: str, name: str | None = None, split: str = "train", revision: str | None = None,
-        fallback: str | None = None,
+        data_dir: str | None = None, fallback: str | None = None,
     ):
-        self.path, self.name, self.split, self.revision = path, name, split, revision
+        self.path, self.name, self.split, self.revision, self.data_dir = path, name, split, revision, data_dir
         self.fallback = BuiltinSource(fallback) if fallback else None  # a typo fails `validate` online too
         self.notes: list[str] = []
         self.used_fallback = False
 
     def hub_name(self) -> str:
-        return f"hub:{self.path}" + (f"/{self.name}" if self.name else "") + f"[{self.split}]"
+        where = f"/{self.name}" if self.name else ""
+        where += f" ({self.data_dir})" if self.data_dir else ""
+        return f"hub:{self.path}{where}[{self.split}]"
 
     def describe(self) -> str:
         return self.fallback.describe() if self.used_fallback else self.hub_name()
@@ -113,7 +118,7 @@ class HubSource:
 
         self.notes, self.used_fallback = [], False
         try:
-            return load_dataset(self.path, self.name, split=self.split, revision=self.revision)
+            return load_dataset(self.path, self.name, split=self.split, revision=self.revision, data_dir=self.data_dir)
         except Exception as exc:
             if self.fallback is None or not is_connectivity_error(exc):
                 raise DataError(f"{self.hub_name()}: could not load: {type(exc).__name__}: {one_line(exc)}") from None

@@ -58,7 +58,10 @@ def rm_pair_scores(context, pairs, batch_size: int) -> tuple[list[float], list[f
     missing = {k: t for k, t in zip(keys, texts) if k not in context.cache}
     if missing:
         todo = list(missing.values())
-        values = score(context.model, context.tokenizer, [p for p, _ in todo], [c for _, c in todo], batch_size)
+        values = score(
+            context.model, context.tokenizer, [p for p, _ in todo], [c for _, c in todo], batch_size,
+            getattr(context, "max_length", None),
+        )
         context.cache.update(zip(missing, values))
     scores = [context.cache[k] for k in keys]
     return scores[: len(pairs)], scores[len(pairs) :]

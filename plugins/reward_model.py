@@ -28,11 +28,15 @@ class LearnedRM:
         self.__name__ = "learned_rm"
         self._score_ids = None
         self._tokenizer = None
+        self._max_length = None  # the reward stage's max_length: inputs are cut as in training
         self.shared = False
 
     # --- setup ----------------------------------------------------------
     def setup(self, context) -> None:
+        from rlhf_plug_plugins.rm_data import read_max_length
+
         source = self._source_dir(context)
+        self._max_length = read_max_length(source)
         adapter = source / ADAPTER_DIR
         if self.share_base and _trained_on(adapter, context.base_path):
             name = context.actor_critic.add_reward_adapter(adapter)
@@ -69,7 +73,9 @@ class LearnedRM:
         model.requires_grad_(False)
         self._tokenizer = load_tokenizer(str(path))
         model.config.pad_token_id = self._tokenizer.pad_token_id
-        self._score_texts = lambda prompts, completions: score(model, self._tokenizer, prompts, completions, self.batch_size)
+        self._score_texts = lambda prompts, completions: score(
+            model, self._tokenizer, prompts, completions, self.batch_size, self._max_length
+        )
 
     # --- scoring --------------------------------------------------------
     def __call__(self, prompts, completions, **columns) -> list[float]:
@@ -78,10 +84,13 @@ class LearnedRM:
         if self._score_ids is None and self._tokenizer is None:
             if self.model is None:
                 raise RuntimeError("learned_rm needs `with: {model: <reward stage or directory>}` outside a PPO stage")
+            from rlhf_plug_plugins.rm_data import read_max_length
+
+            self._max_length = read_max_length(Path(self.model))
             self._load_separate(Path(self.model))
         if self._score_ids is None:
             return self._score_texts(list(prompts), list(completions))
-        ids = [reward_input_ids(self._tokenizer, p, c) for p, c in zip(prompts, completions)]
+        ids = [reward_input_ids(self._tokenizer, p, c, self._max_length) for p, c in zip(prompts, completions)]
         return [s for start in range(0, len(ids), self.batch_size) for s in self._score_ids(ids[start : start + self.batch_size])]
 
 

@@ -1,10 +1,12 @@
 """Score (prompt, completion) pairs with a sequence-classification reward model.
 
-Text is formatted exactly as ``trl.RewardTrainer`` (1.16) formats training
-pairs: conversational data goes through the chat template, plain text gets
-EOS appended. Scoring any other way reads the score at a position the model
-was never trained on. We keep this small function instead of calling TRL's
-private ``_tokenize``; ``tests/test_reward_stage.py`` checks the two agree.
+Text is formatted exactly as the reward stage formats training pairs
+(:func:`rlhf_plug.encoding.encode_prompt_answer`: TRL 1.16's format, with the
+prompt cut from the left beyond ``max_length``): conversational data goes through
+the chat template, plain text gets EOS appended. Scoring any other way reads the
+score at a position the model was never trained on. ``tests/test_stages.py``
+checks this agrees with TRL's own tokenization, and ``tests/test_hh_data.py``
+that training and scoring agree on a long transcript.
 """
 
 from __future__ import annotations
@@ -13,18 +15,16 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def reward_input_ids(tokenizer, prompt: Any, completion: Any) -> list[int]:
-    """Token ids of ``prompt + completion`` as the reward trainer builds them."""
-    if isinstance(completion, list):
-        messages = (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) if prompt else []
-        return list(tokenizer.apply_chat_template(messages + completion, tokenize=True, return_dict=True)["input_ids"])
-    text = (prompt or "") + completion
-    if not text.endswith(tokenizer.eos_token):
-        text += tokenizer.eos_token
-    return list(tokenizer(text=text)["input_ids"])
+def reward_input_ids(tokenizer, prompt: Any, completion: Any, max_length: int | None = None) -> list[int]:
+    """Token ids of ``prompt + completion`` as the reward stage builds them."""
+    from rlhf_plug.encoding import encode_prompt_answer
+
+    return encode_prompt_answer(tokenizer, prompt, completion, max_length).input_ids
 
 
-def score(model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], batch_size: int = 16) -> list[float]:
+def score(
+    model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], batch_size: int = 16, max_length: int | None = None
+) -> list[float]:
     """Reward-model scores, one per (prompt, completion); the model's train/eval mode is restored."""
     import torch
 
@@ -39,7 +39,7 @@ def score(model, tokenizer, prompts: Sequence[Any], completions: Sequence[Any], 
         with torch.no_grad():
             for start in range(0, len(completions), batch_size):
                 ids = [
-                    reward_input_ids(tokenizer, p, c)
+                    reward_input_ids(tokenizer, p, c, max_length)
                     for p, c in zip(prompts[start : start + batch_size], completions[start : start + batch_size])
                 ]
                 input_ids, mask = right_pad(ids, pad)

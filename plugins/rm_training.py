@@ -48,6 +48,11 @@ class RankingRewardTrainer(RewardTrainer):
         self.rows_run += forward.rows_run
         return result
 
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "length" not in self._signature_columns:  # kept for the length-grouped sampler; the collator ignores it
+            self._signature_columns = [*self._signature_columns, "length"]
+
     @property
     def dedup_ratio(self) -> float:
         """Sequences the plain RewardTrainer would have scored per sequence we scored."""

@@ -43,12 +43,16 @@ class SFTStage:
         split = ctx.load_data(self.config.data, ("data",), SFT_FORMATS)
         base = ctx.model_path()
         tokenizer = load_tokenizer(base)
+        train, evaluation, counts = _keep_completions(ctx, split, tokenizer)
         trainer = trl_trainer(
-            SFTTrainer, SFTConfig, ctx, base=base, tokenizer=tokenizer, train=split.train, evaluation=split.eval,
+            SFTTrainer, SFTConfig, ctx, base=base, tokenizer=tokenizer, train=train, evaluation=evaluation,
             task_type="CAUSAL_LM", learning_rate=2e-4, per_device_train_batch_size=8,
+            completion_only_loss=True if counts is not None else None,
         )
         attach_progress(trainer, ctx, ("loss", "mean_token_accuracy"))
         results: dict = run_info(ctx, base)
+        if counts is not None:
+            results.update(truncated_rows=counts[0], dropped_rows=counts[1])
         if split.eval is not None:
             results["eval_loss_before"] = trainer.evaluate()["eval_loss"]
         train_output = trainer.train()
@@ -60,6 +64,29 @@ class SFTStage:
         results["steps"] = trainer.state.global_step
         save_trained(trainer, ctx, base, tokenizer, "AutoModelForCausalLM")
         return results
+
+
+def _keep_completions(ctx, split, tokenizer):
+    """Plain-text prompt/completion rows pre-tokenized with the prompt cut from the left
+    (:mod:`rlhf_plug_plugins.sft_data`); other formats as they are. Returns
+    (train, eval, (truncated, dropped) or None)."""
+    from rlhf_plug.training import DEFAULT_MAX_LENGTH
+
+    from .sft_data import is_text_prompt_completion, tokenize_completions
+
+    if split.format != "prompt_completion" or not is_text_prompt_completion(split.train):
+        return split.train, split.eval, None
+    max_length = ctx.config.args.get("max_length", DEFAULT_MAX_LENGTH)
+    train, truncated, dropped = tokenize_completions(split.train, tokenizer, max_length)
+    evaluation = tokenize_completions(split.eval, tokenizer, max_length)[0] if split.eval is not None else None
+    if truncated or dropped:
+        ctx.console.print(
+            f"  [yellow]max_length={max_length}: {truncated} training rows had their prompt cut from the left, "
+            f"{dropped} were dropped (the completion alone is longer)[/]"
+        )
+    if not len(train):
+        raise ctx.error(("args", "max_length"), f"no training row fits in max_length={max_length}")
+    return train, evaluation, (truncated, dropped)
 
 
 @hookimpl

@@ -7,6 +7,9 @@ Importing this package does not import torch.
 
 from rlhf_plug.errors import DataError, PluginError, RecipeError, RewardError, UserError
 from rlhf_plug.hookspecs import hookimpl, hookspec
+from rlhf_plug.quiet import install_library_filters
+
+install_library_filters()
 
 __version__ = "0.1.0"
 

@@ -30,6 +30,31 @@ def find_recipe(name_or_path: str) -> Path:
     raise RecipeError(f"{name_or_path}: recipe file not found (bundled recipes: {names})")
 
 
+def find_bundled(name: str) -> Path:
+    """A bundled recipe by name (a one-line error listing the names otherwise)."""
+    candidate = recipes_dir() / f"{name.removesuffix('.yaml')}.yaml"
+    if candidate.is_file() and "/" not in name:
+        return candidate
+    names = ", ".join(p.stem for p in bundled_recipes())
+    raise RecipeError(f"{name}: no bundled recipe of that name (bundled recipes: {names})")
+
+
+def copy_recipe(name: str, dest: str) -> Path:
+    """Copy a bundled recipe to ``dest`` (a file, or a folder to put NAME.yaml in); never overwrite."""
+    import shutil
+
+    source = find_bundled(name)
+    target = Path(dest)
+    if target.is_dir():
+        target = target / source.name
+    if target.exists():
+        raise RecipeError(f"{target}: already exists; choose another destination")
+    if not target.parent.is_dir():
+        raise RecipeError(f"{target.parent}: no such folder")
+    shutil.copyfile(source, target)
+    return target
+
+
 def describe(path: Path) -> tuple[str, str, str]:
     import yaml
 

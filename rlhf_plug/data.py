@@ -130,6 +130,89 @@ def validate_rows(rows: list[dict], fmt: str, source: str) -> None:
 
 
 # --------------------------------------------------------------------------
+# Pairs: the prompt they share, and conversions to other formats
+# --------------------------------------------------------------------------
+
+#: Where the last answer of an HH-style transcript starts (``\n\nHuman: … \n\nAssistant: …``).
+ASSISTANT_MARKER = "\n\nAssistant:"
+
+
+def split_pair(row: dict) -> tuple[Any, Any, Any]:
+    """``(prompt, chosen, rejected)`` of a preference row, the prompt made explicit.
+
+    An explicit ``prompt`` column is used as it is. Otherwise the prompt is what
+    chosen and rejected share: the common messages of a conversation, or for
+    text the common prefix up to and including its last ``\n\nAssistant:``
+    (HH-RLHF), else up to its last whitespace (so no word is split).
+    """
+    chosen, rejected = row["chosen"], row["rejected"]
+    if row.get("prompt"):
+        return row["prompt"], chosen, rejected
+    if isinstance(chosen, list) and isinstance(rejected, list):
+        n = 0
+        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+            n += 1
+        return chosen[:n], chosen[n:], rejected[n:]
+    if isinstance(chosen, list) or isinstance(rejected, list):
+        return "", chosen, rejected
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    marker = chosen.rfind(ASSISTANT_MARKER, 0, n)
+    if marker >= 0:
+        n = marker + len(ASSISTANT_MARKER)
+    else:
+        n = max(chosen.rfind(" ", 0, n), chosen.rfind("\n", 0, n), 0)
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _extra(row: dict, used: tuple[str, ...]) -> dict:
+    return {k: v for k, v in row.items() if k not in used}
+
+
+def pair_with_prompt(row: dict) -> dict:
+    """A preference row with its shared prompt in a ``prompt`` column (TRL's explicit-prompt form)."""
+    prompt, chosen, rejected = split_pair(row)
+    return {**_extra(row, ("prompt", "chosen", "rejected")), "prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _chosen_as_completion(row: dict) -> dict:
+    prompt, chosen, _ = split_pair(row)
+    return {**_extra(row, ("prompt", "chosen", "rejected")), "prompt": prompt, "completion": chosen}
+
+
+def _pair_prompt(row: dict) -> dict:
+    return {**_extra(row, ("prompt", "chosen", "rejected")), "prompt": split_pair(row)[0]}
+
+
+def _best_as_completion(row: dict) -> dict:
+    return {**_extra(row, ("completions",)), "completion": row["completions"][0]}
+
+
+def _ranking_prompt(row: dict) -> dict:
+    return _extra(row, ("completions",))
+
+
+#: (format in the data, format a stage accepts) -> row conversion, and what the note says.
+#: This is how one preference file feeds all three stages: SFT learns the chosen answers,
+#: PPO samples from the prompts.
+CONVERSIONS: dict[tuple[str, str], tuple[Callable[[dict], dict], str]] = {
+    ("preference", "prompt_completion"): (_chosen_as_completion, "the chosen answer of each pair as the completion"),
+    ("preference", "prompt_only"): (_pair_prompt, "the prompt each pair shares (up to its last assistant turn)"),
+    ("rankings", "prompt_completion"): (_best_as_completion, "the best-ranked answer as the completion"),
+    ("rankings", "prompt_only"): (_ranking_prompt, "the prompt of each ranking"),
+}
+
+
+def conversion_for(fmt: str, accept: Sequence[str]) -> tuple[str, Callable[[dict], dict], str] | None:
+    """The first accepted format ``fmt`` converts to: (target format, row function, description)."""
+    for target in accept:
+        if (fmt, target) in CONVERSIONS:
+            return (target, *CONVERSIONS[(fmt, target)])
+    return None
+
+
+# --------------------------------------------------------------------------
 # Rankings and splits
 # --------------------------------------------------------------------------
 
@@ -148,6 +231,8 @@ def expand_rankings(rows: Sequence[dict]) -> list[dict]:
 
 def group_key(row: dict, index: int) -> str:
     """Rows sharing a prompt share a split."""
+    if "chosen" in row and "rejected" in row and not row.get("prompt"):
+        return repr(split_pair(row)[0])
     for column in ("prompt", "messages", "chosen", "text"):
         if column in row:
             value = row[column]
@@ -182,7 +267,10 @@ def prepare_rows(
     accept: Sequence[str],
     limit: int | None,
 ) -> tuple[list[dict], str]:
-    """Map columns, detect and check the format, validate rows; return rows and format."""
+    """Map columns, detect and check the format, validate rows; return rows and format.
+
+    The format returned may be one that :func:`convert_rows` turns into an accepted one.
+    """
     if not rows:
         raise DataError(f"{source}: the dataset is empty")
     rows = apply_column_mapping(rows, columns, source)
@@ -192,7 +280,7 @@ def prepare_rows(
             f"{source}: unrecognised columns {sorted(rows[0])}; expected one of: "
             + "; ".join(f"{name} ({', '.join(cols)})" for name, cols in FORMATS.items())
         )
-    if detected not in accept:
+    if detected not in accept and conversion_for(detected, accept) is None:
         missing = [c for c in FORMATS[accept[0]] if c not in rows[0]]
         hint = f" (missing column {', '.join(repr(c) for c in missing)})" if missing else ""
         raise DataError(
@@ -203,6 +291,14 @@ def prepare_rows(
         raise DataError(f"{source}: missing column '{missing[0]}' for format '{detected}'")
     validate_rows(rows, detected, source)
     return (rows[:limit] if limit else rows), detected
+
+
+def convert_rows(rows: list[dict], fmt: str, accept: Sequence[str]) -> tuple[list[dict], str, str | None]:
+    """Rows in an accepted format: converted by :data:`CONVERSIONS` if needed; (rows, format, note or None)."""
+    if fmt in accept:
+        return rows, fmt, None
+    target, convert, what = conversion_for(fmt, accept)
+    return [convert(row) for row in rows], target, f"{fmt} rows used as {target}: {what}"
 
 
 def parse_jsonl(lines: Iterable[str], source: str) -> list[dict]:
@@ -241,8 +337,11 @@ def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitDat
     source = source_obj.describe()  # after load(): a source may say what it really read (a hub fallback)
     accepted = [*accept, "rankings"] if "preference" in accept else list(accept)
     rows, fmt = prepare_rows(rows, source=source, columns=ref.columns, fmt=ref.format, accept=accepted, limit=ref.limit)
+    rows, fmt, converted = convert_rows(rows, fmt, accepted)
     train, held = split_rows(rows, ref.eval_fraction, seed)
-    notes = [*getattr(source_obj, "notes", ()), f"{len(rows)} rows from {source} ({fmt}); {len(train)} train / {len(held)} eval"]
+    split_note = f"{len(train)} train / {len(held)} eval" if ref.eval_fraction > 0 else "all used (eval_fraction: 0, no split)"
+    notes = [*getattr(source_obj, "notes", ()), f"{len(rows)} rows from {source} ({fmt}); {split_note}"]
+    notes += [converted] if converted else []
     grouped = fmt == "rankings"
     if grouped:
         random.Random(seed).shuffle(train)  # group order is random even with no eval split

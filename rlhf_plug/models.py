@@ -73,14 +73,40 @@ def _cache_path(name: str) -> Path:
 
 
 def check_model_name(name: str) -> None:
-    """Fail early (without loading) if ``name`` cannot possibly resolve."""
+    """Fail early (without loading) if ``name`` cannot resolve: a one-line error that says where we looked."""
     if Path(name).expanduser().is_dir() or _cache_path(name).is_dir() or name in MODEL_ALIASES:
         return
-    if "/" in name and not name.startswith((".", "/", "~")) and not is_offline():
-        return  # a hub id; checked when loaded
-    known = ", ".join(MODEL_ALIASES)
-    hint = " (offline: HF_HUB_OFFLINE is set)" if is_offline() and "/" in name else ""
-    raise UserError(f"model '{name}' is not a local directory, a cached model or a built-in alias ({known}){hint}")
+    looks_like_hub_id = "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1
+    if looks_like_hub_id and _in_hub_cache(name):
+        return
+    looked = f"no folder {Path(name).expanduser().resolve()}, not in {cache_dir() / 'models'}, not a built-in alias ({', '.join(MODEL_ALIASES)})"
+    if not looks_like_hub_id:
+        raise UserError(f"model '{name}' not found: {looked}")
+    if is_offline():
+        raise UserError(f"model '{name}' not found: {looked}, not in the Hugging Face cache, and the run is offline (HF_HUB_OFFLINE is set)")
+    problem = _hub_problem(name)
+    if problem:
+        raise UserError(f"model '{name}' not found: {looked}, not in the Hugging Face cache, and {problem}")
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _hub_problem(name: str) -> str | None:
+    """None if the Hub has ``name``; else why not, in a few words (it cannot be reached, or no such model)."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(name, timeout=10)
+    except Exception as exc:  # requests/httpx errors, RepositoryNotFoundError, gated repos...
+        kind = type(exc).__name__
+        if "NotFound" in kind or "Gated" in kind:
+            return f"the Hub has no model '{name}' this machine may read ({kind})"
+        return f"the Hub cannot be reached ({kind}): the run is offline"
+    return None
 
 
 def resolve_model(name: str, console=None) -> str:

@@ -68,7 +68,10 @@ def register_module(pm: pluggy.PluginManager, module_name: str) -> None:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise PluginError(f"plugin module '{module_name}' could not be imported: {exc}") from exc
+        raise PluginError(
+            f"plugin module '{module_name}' could not be imported: {exc} (it must be importable: installed, "
+            "or its folder on PYTHONPATH, e.g. PYTHONPATH=. for a module in the working directory)"
+        ) from exc
     except Exception as exc:
         raise PluginError(f"plugin module '{module_name}' failed while importing: {type(exc).__name__}: {exc}") from exc
     if pm.is_registered(module):  # already loaded, e.g. through its entry point

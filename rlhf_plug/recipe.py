@@ -11,7 +11,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,16 @@ from rlhf_plug.validation import KeyPathError, validate_model
 
 Quantization = Literal["auto", "4bit", "none"]
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class RecipeRelative:
+    """Marker: a component option that is a path, resolved from the recipe file's folder."""
+
+
+#: Annotate a component's path option with this (``def __init__(self, path: RecipePath)``): a
+#: relative path written in a recipe file is taken from the folder of that file (as docker
+#: compose does); one given with ``--set`` is taken from the working directory.
+RecipePath = Annotated[str, RecipeRelative()]
 
 
 class Strict(BaseModel):
@@ -53,6 +63,11 @@ class Recipe(Strict):
     seed: int = 42
     output_dir: str = "runs"
     plugins: list[str] = Field(default_factory=list)
+    datasets: dict[str, DataRef] = Field(
+        default_factory=dict,
+        description="named data sources; a stage's `data: {use: NAME}` takes one (its own keys win), so one "
+        "`--set datasets.NAME=...` changes every stage that reads it",
+    )
     stages: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -74,6 +89,7 @@ class RecipeSource:
     file: str
     lines: dict[tuple, int] = field(default_factory=dict)
     overrides: dict[tuple, str] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # one-line notes about how overrides were applied
 
     def locate(self, path: tuple) -> str:
         """``file:line`` (or ``--set k=v``) for the deepest known prefix of ``path``."""
@@ -84,6 +100,20 @@ class RecipeSource:
             if prefix in self.lines:
                 return f"{self.file}:{self.lines[prefix]}"
         return self.file
+
+    def locate_section(self, path: tuple) -> str:
+        """Like :meth:`locate`, but a ``--set`` anywhere inside the section at ``path`` is named instead."""
+        inside = [item for prefix, item in self.overrides.items() if tuple(prefix[: len(path)]) == tuple(path)]
+        return f"--set {inside[-1]}" if inside else self.locate(path)
+
+    def from_override(self, path: tuple) -> bool:
+        return any(tuple(path[:end]) in self.overrides for end in range(len(path), -1, -1))
+
+    def resolve_path(self, value: str, path: tuple) -> str:
+        """A recipe-relative path (see :data:`RecipePath`) as the run should open it."""
+        if self.from_override(path) or Path(value).expanduser().is_absolute() or not Path(self.file).is_file():
+            return value
+        return str(Path(self.file).parent / value)
 
     def error(self, path: tuple, message: str) -> RecipeError:
         return RecipeError(f"{self.locate(path)}: {dotted(path)}: {message}" if path else f"{self.file}: {message}")
@@ -186,9 +216,32 @@ def apply_overrides(data: dict, overrides: list[str], source: RecipeSource) -> d
         key, value = parse_assignment(item, "--set")
         path = _override_path(data, key.split("."))
         new_prefixes = [path[:end] for end in range(1, len(path) + 1) if not _has_path(data, path[:end])]
+        _drop_options_of_replaced_component(data, path, value, item, source)
         _set_path(data, path, value, item)
         for prefix in [path, *new_prefixes]:
             source.overrides[prefix] = item
+    return data
+
+
+def _drop_options_of_replaced_component(data: dict, path: tuple, value: Any, item: str, source: RecipeSource) -> None:
+    """``--set x.use=other``: the ``with:`` beside it belonged to the old component, so it goes (with a notice).
+
+    A later ``--set x.with.k=v`` gives the new component its own options.
+    """
+    if path[-1] != "use" or not _has_path(data, path[:-1]):
+        return
+    parent = _get_path(data, path[:-1])
+    if isinstance(parent, dict) and parent.get("use") != value and parent.get("with"):
+        old = parent.pop("with")
+        source.notices.append(
+            f"--set {item}: dropped the options of '{parent.get('use')}' ({dotted(path[:-1])}.with: {old}); "
+            f"give the new one its own with --set {item.partition('=')[0].strip()[: -len('.use')]}.with.KEY=VALUE"
+        )
+
+
+def _get_path(data: Any, path: tuple) -> Any:
+    for part in path:
+        data = data[part]
     return data
 
 
@@ -308,6 +361,7 @@ def to_yaml(data: dict) -> str:
 
 
 __all__ = [
+    "RecipePath",
     "ComponentRef",
     "DataRef",
     "LoadedRecipe",

@@ -34,7 +34,14 @@ class Component:
     help: str = ""
 
     def validate(self, options: dict | None, path: tuple = ()) -> Any:
-        """Validate a recipe's ``with:`` mapping; return what :meth:`build` takes."""
+        """Validate a recipe's ``with:`` mapping; return what :meth:`build` takes.
+
+        A factory with a ``check_installed()`` static method is asked first, so a missing
+        optional extra is reported by ``rlhf-plug validate``, before anything trains.
+        """
+        check_installed = getattr(self.factory, "check_installed", None)
+        if callable(check_installed):
+            check_installed()
         if self.config is not None:
             return validate_model(self.config, options or {}, path)
         return validate_kwargs(self.factory, options, path)

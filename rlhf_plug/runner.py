@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 from rlhf_plug.files import replace_dir
@@ -50,8 +51,14 @@ def check_recipe(loaded: LoadedRecipe, registries, pm, console) -> None:
         stage.check(ctx)
 
 
-def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = False) -> dict[str, dict]:
-    """Run every stage; with ``resume``, skip stages whose output is complete."""
+def run_recipe(
+    loaded: LoadedRecipe, registries, pm, console, *, resume: bool = False, overwrite: bool = False
+) -> dict[str, dict]:
+    """Run every stage; with ``resume``, skip stages whose output is complete.
+
+    A run folder that holds completed stages is refused unless ``resume`` or ``overwrite``
+    says what to do with it, so a finished run is never replaced by accident.
+    """
     from rlhf_plug.report.runinfo import start_run_info
     from rlhf_plug.training import distributed_state, quiet_libraries
 
@@ -60,6 +67,8 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
     # Fail before anything is trained or written (quietly: each stage reports its data when it runs).
     check_recipe(loaded, registries, pm, type(console)(quiet=True))
     root = run_dir(loaded)
+    if not (resume or overwrite):
+        _refuse_completed_run(loaded, root)
     pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
     all_results: dict[str, dict] = {}
     contexts = make_contexts(loaded, registries, pm, console, output_of=lambda s: root / f".{s.name}.partial")
@@ -74,6 +83,17 @@ def run_recipe(loaded: LoadedRecipe, registries, pm, console, *, resume: bool = 
     if info is not None:
         _finish_run(root, info, pm, console, all_results)
     return all_results
+
+
+def _refuse_completed_run(loaded: LoadedRecipe, root: Path) -> None:
+    from rlhf_plug.errors import RecipeError
+
+    done = [s.name for s in loaded.stages if (root / s.name / RESULTS_FILE).is_file()]
+    if done:
+        raise RecipeError(
+            f"{root} already holds completed stages ({', '.join(done)}): rerun with --resume to continue it, "
+            "or --overwrite to train every stage again"
+        )
 
 
 def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
@@ -91,8 +111,10 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
         _start_output(ctx, total, keep_checkpoints=resume and has_checkpoints(ctx.output_dir))
     state.wait_for_everyone()
     ctx.hooks.rlhf_stage_start(stage=ctx)
+    started = time.monotonic()
     try:
         results = stage.run(ctx)
+        results["stage_seconds"] = round(time.monotonic() - started, 1)
     except BaseException:
         if ctx.is_main_process:
             _clean_up_failed(ctx, ctx.console)

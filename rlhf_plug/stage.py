@@ -94,11 +94,23 @@ class StageContext:
         try:
             component = self.registries.get(family, ref.use)
             options = component.validate(ref.with_, (*self.spec.path, *key, "with"))
-        except PluginError as exc:
-            raise self.error((*key, "use"), str(exc)) from None
+            options = self._recipe_paths(component, options, (*self.spec.path, *key, "with"))
         except KeyPathError as exc:
             raise self.loaded.source.error(exc.path, exc.message) from None
+        except (PluginError, UserError) as exc:  # unknown name, or a missing optional extra
+            raise self.error((*key, "use"), str(exc)) from None
         return component, options
+
+    def _recipe_paths(self, component, options, path: tuple):
+        """Options annotated :data:`rlhf_plug.recipe.RecipePath`, resolved from the recipe's folder."""
+        if not isinstance(options, dict):
+            return options
+        from rlhf_plug.validation import recipe_path_options
+
+        for name in recipe_path_options(component.factory):
+            if isinstance(options.get(name), str):
+                options[name] = self.loaded.source.resolve_path(options[name], (*path, name))
+        return options
 
     def build(self, family: str, ref: ComponentRef, key: tuple) -> Any:
         """Build a component; ``key`` is where ``ref`` sits in the stage config (for errors)."""
@@ -110,18 +122,32 @@ class StageContext:
 
         A :class:`DataError` gets the recipe location of ``key`` in front, so it names the key too.
         """
+        ref = self.named_dataset(ref, key)
         try:
             source = self.build("data_source", ref, key)
             split = data_mod.load_split(source, ref, accept=accept, seed=self.seed)
         except DataError as exc:
             path = (*self.spec.path, *key)
-            raise DataError(f"{self.loaded.source.locate(path)}: {dotted(path)}: {exc}") from None
+            raise DataError(f"{self.loaded.source.locate_section(path)}: {dotted(path)}: {exc}") from None
         if self.is_main_process:
             from rich.markup import escape
 
             for note in split.notes:
                 self.console.print(f"  [dim]{escape(note)}[/]")  # "hub:x[train]" is not markup
         return split
+
+    def named_dataset(self, ref: DataRef, key: tuple) -> DataRef:
+        """``ref`` with the recipe's ``datasets.NAME`` filled in when ``ref.use`` names one.
+
+        The stage's own keys win; ``with:`` mappings are merged.
+        """
+        shared = self.recipe.datasets.get(ref.use)
+        if shared is None:
+            return ref
+        if ref.use in self.registries["data_source"].items:
+            raise self.error((*key, "use"), f"'{ref.use}' is both a recipe dataset and a data source; rename the dataset")
+        own = {name: getattr(ref, name) for name in ref.model_fields_set - {"use", "with_"}}
+        return shared.model_copy(update={**own, "with_": {**shared.with_, **ref.with_}})
 
     # --- models ---------------------------------------------------------
     def earlier_stage_dir(self, name: str) -> Path | None:

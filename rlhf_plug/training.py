@@ -8,6 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+#: ``max_length`` of every TRL stage unless its ``args`` set one.
+DEFAULT_MAX_LENGTH = 512
+
 #: Defaults we put under the recipe's ``args`` (the recipe wins).
 TRAINER_DEFAULTS: dict[str, Any] = {
     "report_to": "none",
@@ -63,7 +66,7 @@ def trl_trainer(trainer_class, config_class, ctx, *, base: str, tokenizer, train
     from rlhf_plug.models import lora_config, model_init_kwargs, quantization_config
 
     args = trainer_config(
-        config_class, ctx, per_device_eval_batch_size=16, max_length=512,
+        config_class, ctx, per_device_eval_batch_size=16, max_length=DEFAULT_MAX_LENGTH,
         model_init_kwargs=model_init_kwargs(ctx.quantization), **defaults,
     )
     return trainer_class(
@@ -94,10 +97,66 @@ def attach_progress(trainer, ctx, key_metrics: tuple[str, ...] = ("loss",)) -> N
     trainer.add_callback(progress_callback(ctx, key_metrics))
 
 
+class PlainProgress:
+    """Progress as plain lines, for output that is not a terminal (a log file, CI).
+
+    rich draws no bar there, so a run would print nothing for minutes. One line per
+    ``every`` steps (about 20 lines a stage), and always the last: step, elapsed, ETA, metrics.
+    Same ``update`` / ``stop`` calls as a rich ``Progress``.
+    """
+
+    def __init__(self, console, name: str, total: int, completed: int = 0):
+        import time
+
+        self.console, self.name, self.total = console, name, total
+        self.start, self.first = time.monotonic(), completed
+        self.completed, self.metrics, self.printed = completed, "", completed
+        self.every = max(1, total // 20)
+
+    def update(self, task=None, completed: int | None = None, metrics: str | None = None) -> None:
+        # A TRL trainer reports a step's end before its metrics: a due line waits for them.
+        if completed is not None and completed != self.completed:
+            if self.completed != self.printed and self.completed - self.printed >= self.every:
+                self._print()  # the metrics of the previous step never came
+            self.completed = completed
+        if metrics is not None:
+            self.metrics = metrics
+        due = self.completed - self.printed >= self.every or (self.completed >= self.total > self.printed)
+        if due and (metrics is not None or completed is None):
+            self._print()
+
+    def _print(self) -> None:
+        self.printed = self.completed
+        self.console.print(self.line(), highlight=False, markup=False)
+
+    def line(self) -> str:
+        import time
+
+        elapsed = time.monotonic() - self.start
+        done = self.completed - self.first
+        eta = elapsed / done * (self.total - self.completed) if done else None
+        return (
+            f"{self.name}: step {self.completed}/{self.total}  elapsed {_clock(elapsed)}  "
+            f"ETA {_clock(eta) if eta is not None else '-'}  {self.metrics}".rstrip()
+        )
+
+    def stop(self) -> None:
+        if self.completed != self.printed:
+            self._print()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 def make_progress(ctx, total: int, completed: int = 0):
-    """A started rich progress bar for a stage (main process only; None elsewhere)."""
+    """A started progress display for a stage (main process only; None elsewhere):
+    a rich bar in a terminal, :class:`PlainProgress` lines otherwise."""
     if not ctx.is_main_process:
         return None, None
+    if not ctx.console.is_terminal:
+        return PlainProgress(ctx.console, ctx.name, total, completed), None
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -65,6 +65,18 @@ def signature_model(factory: Callable) -> type[pydantic.BaseModel]:
     )
 
 
+def recipe_path_options(factory: Callable) -> list[str]:
+    """Names of the factory's parameters annotated :data:`rlhf_plug.recipe.RecipePath`."""
+    from rlhf_plug.recipe import RecipeRelative
+
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = get_type_hints(target, include_extras=True)
+    except Exception:
+        return []
+    return [n for n, h in hints.items() if any(isinstance(m, RecipeRelative) for m in getattr(h, "__metadata__", ()))]
+
+
 def check_keys(allowed: Mapping[str, Any] | set[str], data: Mapping, path: tuple, what: str) -> None:
     """Raise for the first key of ``data`` not in ``allowed``, with a did-you-mean."""
     for key in data:
@@ -80,12 +92,60 @@ def _first_error(exc: pydantic.ValidationError, model, data, path: tuple) -> Key
     key = loc[-1] if loc else ""
     if err["type"] == "extra_forbidden":
         allowed = _field_names(model, loc[:-1])
-        return KeyPathError(full, f"unknown key '{key}'{did_you_mean(str(key), allowed)}")
+        hint = did_you_mean(str(key), allowed) or _one_level_down(model, loc[:-1], str(key))
+        return KeyPathError(full, f"unknown key '{key}'{hint}")
     if err["type"] == "missing":
         return KeyPathError(full, f"missing required key '{key}'")
     got = err.get("input")
     shown = repr(got) if not isinstance(got, dict) else "a mapping"
     return KeyPathError(full, f"{err['msg'].lower()} (got {shown})")
+
+
+#: Pass-through mappings (``dict`` fields) and the library classes whose arguments they take.
+#: Only consulted when a key is unknown, so the import costs nothing on a valid recipe.
+PASS_THROUGH = {"args": ("transformers", "TrainingArguments"), "lora": ("peft", "LoraConfig")}
+
+
+def _one_level_down(model, loc: tuple, key: str) -> str:
+    """`` (did you mean 'args.max_steps'?)`` when ``key`` belongs one level down: in a nested
+    section (``args``, ``generation``…) or a pass-through mapping (``args`` → TRL's trainer
+    arguments, ``lora`` → ``peft.LoraConfig``)."""
+    import dataclasses
+    import importlib
+
+    current = _model_at(model, loc)
+    for name, field in getattr(current, "model_fields", {}).items():
+        label = field.alias or name
+        nested = _nested_model(field.annotation)
+        if nested is not None and key in _field_names(nested, ()):
+            return f" (did you mean '{label}.{key}'?)"
+        if label in PASS_THROUGH and nested is None:
+            module, cls = PASS_THROUGH[label]
+            try:
+                target = getattr(importlib.import_module(module), cls)
+            except Exception:  # the library is missing: no hint rather than a crash
+                continue
+            if key in {f.name for f in dataclasses.fields(target)}:
+                return f" (did you mean '{label}.{key}'?)"
+    return ""
+
+
+def _nested_model(annotation):
+    candidates = (annotation, *getattr(annotation, "__args__", ()))
+    return next((a for a in candidates if isinstance(a, type) and issubclass(a, pydantic.BaseModel)), None)
+
+
+def _model_at(model, loc: tuple):
+    current = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        nested = _nested_model(getattr(field, "annotation", None))
+        if nested is None:
+            return None
+        current = nested
+    return current
 
 
 def _field_names(model, loc: tuple) -> list[str]:

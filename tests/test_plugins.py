@@ -459,3 +459,13 @@ def test_every_hook_is_documented_and_tested():
     corpus = corpus.replace(this_test, "")
     untested = [name for name in names if name not in corpus]
     assert not untested, f"hooks without a test: {untested}"
+
+
+def test_each_hookspec_documents_exactly_its_arguments():
+    """The ``:param name:`` lines of a hookspec are its signature, no more and no fewer."""
+    import re
+
+    for name in _hookspec_names():
+        spec = getattr(hookspecs, name)
+        documented = re.findall(r":param (\w+):", inspect.getdoc(spec) or "")
+        assert documented == list(inspect.signature(spec).parameters), f"{name}: documents {documented}"

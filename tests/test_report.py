@@ -110,7 +110,7 @@ def test_report_has_every_section(hhh_report):
     text = hhh_report
     headings = [line for line in text.splitlines() if line.startswith("#")]
     assert headings == [
-        "# Run report: fake",
+        "# Run report: fake", "## Verdict",
         "## Stage 1: sft (sft stage)", "### Results", "### Training curves",
         "## Stage 2: rm (reward stage)", "### Results", "### Training curves",
         "## Stage 3: ppo (ppo stage)", "### Results", "### Training curves", "### Reward distributions: SFT vs PPO",
@@ -291,3 +291,29 @@ def test_kl_panel_draws_the_controllers_target(tmp_path, target, line):
     stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)
     (panel,) = panels(stage, [c for c in CURVES["ppo"] if c.title == "KL to the SFT model"])
     assert panel.reference == line
+
+
+def test_verdict_opens_the_report_and_weighs_the_noise(hhh_report):
+    body = section(hhh_report, "## Verdict")
+    assert "**sft**: held-out loss 1.9 → 0.5: **improved** (no noise estimate for a loss)" in body
+    assert "**rm**: held-out pair accuracy 0.500 → 0.625 (held-out size not recorded)" in body
+    # 16 prompts: 2σ of a win-rate around 0.5 is 0.25
+    assert "on 16 held-out prompts (±0.250 at 2σ around 0.5)" in body
+    assert "learned_rm win-rate 0.812: **beats SFT**" in body
+    assert "simulated_annotator win-rate 0.688: **no clear difference from SFT**" in body
+
+
+def test_verdict_of_a_reward_model_against_its_noise():
+    from rlhf_plug.report.load import StageOutput
+    from rlhf_plug.report.verdict import verdict
+
+    def run_of(results):
+        stage = StageOutput("reward", "reward", Path("."), results, [], None)
+        return type("Run", (), {"stages": [stage]})()
+
+    small = verdict(run_of({"eval_rm_accuracy_before": 0.5, "eval_rm_accuracy_after": 0.6, "eval_pairs": 40}))
+    assert "±0.155 at 2σ" in small and "**no change beyond noise**" in small and "within noise of chance" in small
+    large = verdict(run_of({"eval_rm_accuracy_before": 0.5, "eval_rm_accuracy_after": 0.6, "eval_pairs": 1000}))
+    assert "**improved**" in large and "chance" not in large
+    worse = verdict(run_of({"eval_loss_before": 1.0, "eval_loss_after": 1.2}))
+    assert "**did not improve**" in worse

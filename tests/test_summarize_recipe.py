@@ -118,7 +118,7 @@ def test_online_uses_the_hub_datasets(online, capsys):
     assert calls == [ref for ref, _ in HUB_REFS]
     assert "20 rows from hub:trl-lib/tldr[train] (prompt_completion)" in out
     assert "30 rows from hub:trl-lib/tldr-preference[train] (preference)" in out
-    assert "20 rows from hub:trl-lib/tldr[train] (prompt_completion); 20 train / 0 eval" in out  # PPO prompts
+    assert "20 rows from hub:trl-lib/tldr[train] (prompt_completion); all used (eval_fraction: 0, no split)" in out  # PPO prompts
     assert "7 rows from hub:trl-lib/tldr[validation] (prompt_completion)" in out
     assert "builtin:" not in out and "not reachable" not in out
 

@@ -20,14 +20,19 @@ def _recipe_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(args):
-    """Plugin manager, registries and the validated recipe."""
+def _load(args, console=None):
+    """Plugin manager, registries and the validated recipe; notices about ``--set`` go to ``console``."""
     from rlhf_plug.bundled import find_recipe
     from rlhf_plug.plugins import get_plugin_manager
     from rlhf_plug.recipe import read_recipe, recipe_plugins, validate_recipe
     from rlhf_plug.registry import Registries
 
     data, source = read_recipe(find_recipe(args.recipe), args.overrides)
+    if console is not None:
+        from rich.markup import escape
+
+        for notice in source.notices:
+            console.print(f"[yellow]notice:[/] {escape(notice)}")
     pm = get_plugin_manager([*args.plugin, *recipe_plugins(data, source)])
     registries = Registries(pm)
     return pm, registries, validate_recipe(data, registries, source)
@@ -39,7 +44,9 @@ def _load(args):
 def add_run(sub) -> None:
     p = sub.add_parser("run", help="run a recipe's stages")
     _recipe_args(p)
-    p.add_argument("--resume", action="store_true", help="skip stages that already completed")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="skip stages that already completed")
+    mode.add_argument("--overwrite", action="store_true", help="train every stage again over a completed run")
     p.set_defaults(handler=cmd_run)
 
 
@@ -47,8 +54,8 @@ def cmd_run(args) -> int:
     from rlhf_plug.runner import is_main_process, run_dir, run_recipe
 
     console = _console()
-    pm, registries, loaded = _load(args)
-    results = run_recipe(loaded, registries, pm, console, resume=args.resume)
+    pm, registries, loaded = _load(args, console)
+    results = run_recipe(loaded, registries, pm, console, resume=args.resume, overwrite=args.overwrite)
     if is_main_process():
         _print_summary(console, results)
         console.print(f"outputs: {run_dir(loaded)}")
@@ -57,17 +64,40 @@ def cmd_run(args) -> int:
     return 0
 
 
+#: How many before → after figures a stage shows in the run summary (results.json has them all).
+SUMMARY_FIGURES = 4
+
+
 def _print_summary(console, results: dict[str, dict]) -> None:
+    """One row per stage: steps, its first held-out figures before → after, and its time."""
     from rich.table import Table
 
-    table = Table(title="Run summary", header_style="bold")
-    for column in ("stage", "metric", "value"):
-        table.add_column(column, justify="right" if column == "value" else "left")
+    table = Table(title="Run summary (every figure: the stage's results.json and the report)", header_style="bold")
+    for column in ("stage", "steps", "held-out: before → after", "time"):
+        table.add_column(column, overflow="fold")
     for stage, metrics in results.items():
-        for key, value in metrics.items():
-            table.add_row(stage, key, f"{value:.4f}" if isinstance(value, float) else str(value))
-            stage = ""
+        seconds = metrics.get("stage_seconds")
+        table.add_row(
+            stage, str(metrics.get("steps", "")), "\n".join(_before_after(metrics)[:SUMMARY_FIGURES]),
+            _duration(seconds) if isinstance(seconds, (int, float)) else "",
+        )
     console.print(table)
+
+
+def _before_after(metrics: dict) -> list[str]:
+    def shown(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    rows = []
+    for key, before in metrics.items():
+        if key.endswith("_before") and f"{key[:-7]}_after" in metrics:
+            rows.append(f"{key[:-7].removeprefix('eval_')} {shown(before)} → {shown(metrics[key[:-7] + '_after'])}")
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 # --- validate ----------------------------------------------------------
@@ -83,7 +113,7 @@ def cmd_validate(args) -> int:
     from rlhf_plug.runner import check_recipe
 
     console = _console()
-    pm, registries, loaded = _load(args)
+    pm, registries, loaded = _load(args, console)
     check_recipe(loaded, registries, pm, console)
     stages = " -> ".join(f"{s.name}" for s in loaded.stages)
     console.print(f"[green]ok[/] {loaded.source.file}: {loaded.recipe.name} ({stages})")
@@ -120,33 +150,50 @@ def cmd_plugins(args) -> int:
     for family in FAMILIES:
         for name in registries[family].names():
             c = registries.get(family, name)
-            components.add_row(family, name, c.plugin, c.help)
+            components.add_row(family, name, c.plugin, _plain(c.help))
     console.print(components)
     return 0
+
+
+def _plain(text: str) -> str:
+    """A docstring line without reStructuredText markup (``code``, :class:`x`), for the terminal."""
+    import re
+
+    return re.sub(r":\w+:`~?([^`]+)`", r"\1", text).replace("``", "")
 
 
 # --- recipes -----------------------------------------------------------
 
 
 def add_recipes(sub) -> None:
-    p = sub.add_parser("recipes", help="list the bundled recipes")
+    p = sub.add_parser("recipes", help="list the bundled recipes (--path NAME: its file; --copy NAME DEST: a copy to edit)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--path", metavar="NAME", help="print the full path of a bundled recipe")
+    group.add_argument("--copy", nargs=2, metavar=("NAME", "DEST"), help="copy a bundled recipe to DEST (never overwrites)")
     p.set_defaults(handler=cmd_recipes)
 
 
 def cmd_recipes(args) -> int:
     from rich.table import Table
 
-    from rlhf_plug.bundled import bundled_recipes, describe
+    from rlhf_plug.bundled import bundled_recipes, copy_recipe, describe, find_bundled, recipes_dir
 
+    if args.path:
+        print(find_bundled(args.path))
+        return 0
+    if args.copy:
+        print(f"copied {find_bundled(args.copy[0])} to {copy_recipe(*args.copy)}")
+        return 0
     console = _console()
     table = Table(title="Bundled recipes", header_style="bold")
-    for column in ("name", "stages", "description", "file"):
+    for column in ("name", "stages", "description"):
         table.add_column(column)
     for path in bundled_recipes():
         name, stages, description = describe(path)
-        table.add_row(name, stages, description, str(Path(path)))
+        table.add_row(name, stages, description)
     console.print(table)
-    console.print("Copy one to change it: rlhf-plug recipes shows the file; cp it, edit, then rlhf-plug run my.yaml")
+    print(f"files: {recipes_dir()}/NAME.yaml")  # plain print: a path must never be cut to fit the terminal
+    print("to change one: rlhf-plug recipes --copy NAME my.yaml, edit my.yaml, then rlhf-plug run my.yaml")
     return 0
 
 

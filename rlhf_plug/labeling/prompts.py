@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhf_plug.data import as_rows, prepare_rows
+from rlhf_plug.data import as_rows, convert_rows, prepare_rows
 from rlhf_plug.errors import RecipeError
 from rlhf_plug.labeling.components import build_component
 from rlhf_plug.labeling.store import prompt_key
@@ -49,7 +49,8 @@ def load_prompts(spec: str, registries, limit: int | None = None) -> tuple[list[
     name, options = source_ref(spec)
     source = build_component(registries, "data_source", name, options, ("--prompts", "--prompts with:"))
     where = source.describe()
-    rows, _ = prepare_rows(as_rows(source.load()), source=where, columns={}, fmt="auto", accept=PROMPT_FORMATS, limit=None)
+    rows, fmt = prepare_rows(as_rows(source.load()), source=where, columns={}, fmt="auto", accept=PROMPT_FORMATS, limit=None)
+    rows, _, _ = convert_rows(rows, fmt, PROMPT_FORMATS)
     prompts: dict[str, Any] = {}
     for row in rows:
         prompts.setdefault(prompt_key(row["prompt"]), row["prompt"])

@@ -65,7 +65,9 @@ def render(run: RunOutput, pm, context: ReportContext) -> str:
     from rlhf_plug.report import sections
     from rlhf_plug.report.runinfo import now
 
-    parts = [sections.header(run, now())]
+    from rlhf_plug.report.verdict import verdict
+
+    parts = [sections.header(run, now()), verdict(run)]
     for index, stage in enumerate(run.stages, 1):
         parts += [sections.stage_heading(index, stage), "### Results\n\n" + sections.stage_results(stage)]
         parts += [f"### {title}\n\n{body.strip()}" for title, body in plugin_sections(pm, stage, context)]

@@ -1,0 +1,31 @@
+"""Progress when stdout is not a terminal: plain lines, not an invisible bar."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from rlhf_plug.training import PlainProgress
+
+
+def test_plain_lines_every_few_steps_with_that_steps_metrics():
+    out = io.StringIO()
+    progress = PlainProgress(Console(file=out, width=200), "reward", total=40)
+    for step in range(1, 41):
+        progress.update(completed=step)  # a TRL trainer: the step ends, then its metrics arrive
+        progress.update(metrics=f"loss {1 / step:.3g}")
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 20, "one line per total // 20 steps"
+    assert lines[0].startswith("reward: step 2/40  elapsed 0:00:00  ETA ") and lines[0].endswith("loss 0.5")
+    assert lines[-1].startswith("reward: step 40/40") and lines[-1].endswith("loss 0.025")
+
+
+def test_a_resumed_stage_counts_eta_from_where_it_started():
+    out = io.StringIO()
+    progress = PlainProgress(Console(file=out, width=200), "ppo", total=4, completed=2)
+    progress.update(completed=3, metrics="reward 1")
+    progress.stop()
+    assert out.getvalue().splitlines() == [out.getvalue().splitlines()[0]]
+    assert out.getvalue().startswith("ppo: step 3/4  elapsed 0:00:00  ETA 0:00:00  reward 1")
