@@ -118,7 +118,8 @@ class HubSource:
 
         self.notes, self.used_fallback = [], False
         try:
-            return load_dataset(self.path, self.name, split=self.split, revision=self.revision, data_dir=self.data_dir)
+            extra = {"data_dir": self.data_dir} if self.data_dir else {}
+            return load_dataset(self.path, self.name, split=self.split, revision=self.revision, **extra)
         except Exception as exc:
             if self.fallback is None or not is_connectivity_error(exc):
                 raise DataError(f"{self.hub_name()}: could not load: {type(exc).__name__}: {one_line(exc)}") from None

@@ -94,7 +94,8 @@ class Recorder:
 
     @hookimpl
     def rlhf_stage_end(self, stage, results):
-        self.calls.append(("stage_end", stage.name, dict(results), sorted(p.name for p in stage.output_dir.iterdir())))
+        timed = {k: v for k, v in results.items() if k != "stage_seconds"}  # the one key the runner adds
+        self.calls.append(("stage_end", stage.name, timed, sorted(p.name for p in stage.output_dir.iterdir())))
 
 
 @pytest.fixture
@@ -153,6 +154,7 @@ def test_run_recipe_calls_lifecycle_hooks_in_order(toy, tmp_path):
     pm, registries, recorder, module = toy
     loaded = _load_toy(tmp_path, registries)
     results = run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
+    assert all(r.pop("stage_seconds") >= 0 for r in results.values()), "the runner records each stage's time"
     assert results == {"toy": {"steps": 2}, "second": {"steps": 1}}
     assert module.RUNS == ["toy", "second"]
     artifacts = ["artifact.txt", "metrics.jsonl", "recipe.yaml", "results.json"]
@@ -170,7 +172,7 @@ def test_run_recipe_calls_lifecycle_hooks_in_order(toy, tmp_path):
     ]
     root = tmp_path / "runs" / "toy-run"
     assert sorted(p.name for p in root.iterdir()) == ["report", "report.md", "run.json", "second", "toy"]  # no .partial
-    assert json.loads((root / "toy" / "results.json").read_text()) == {"steps": 2}
+    assert json.loads((root / "toy" / "results.json").read_text()).keys() == {"steps", "stage_seconds"}
     lines = (root / "toy" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
 
@@ -203,6 +205,7 @@ def test_run_recipe_resume_skips_completed_stages(toy, tmp_path):
     recorder.calls.clear()
     results = run_recipe(loaded, registries, pm, Console(file=io.StringIO()), resume=True)
     assert module.RUNS == []
+    assert all(r.pop("stage_seconds") >= 0 for r in results.values()), "read back from results.json"
     assert results == {"toy": {"steps": 2}, "second": {"steps": 1}}
     assert [c[0] for c in recorder.calls] == ["configure"]
 

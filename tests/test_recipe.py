@@ -450,12 +450,19 @@ def test_check_reports_data_notes(tmp_path, registries, pm):
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_bundled_recipe_validates(path, registries, pm):
+def test_every_bundled_recipe_validates(path, registries, pm, tmp_path):
     """Keys, component names, `with:` options and data of each shipped recipe (no model is loaded)."""
     from rich.console import Console
 
     from rlhf_plug.runner import check_recipe
 
-    loaded = load_recipe(path, registries)
+    overrides = []
+    if path.stem == "hh-rlhf":  # reads the Hub; offline, its one documented override points it at a local file
+        pairs = write_jsonl(tmp_path / "hh.jsonl", [
+            {"chosen": f"\n\nHuman: q{i}?\n\nAssistant: yes", "rejected": f"\n\nHuman: q{i}?\n\nAssistant: no"}
+            for i in range(40)
+        ])
+        overrides = [f"datasets.hh={{use: file, with: {{path: {pairs}}}}}"]
+    loaded = load_recipe(path, registries, overrides)
     assert loaded.recipe.name == path.stem
     check_recipe(loaded, registries, pm, Console(file=io.StringIO()))
