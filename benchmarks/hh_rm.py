@@ -84,10 +84,19 @@ def trl_worker(opts, train: list[dict], held: list[dict], model_path: str) -> di
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
+    import yaml
+
+    extra = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in opts.trl_set)}
+    if opts.trl_longest_first:  # its longest kept pairs first, as our length-grouped sampler puts ours: peak memory at once
+        def longest(row):  # tokens of the longer side, EOS included, as TRL counts them
+            return max(len(tokenizer(text=row[k] + tokenizer.eos_token)["input_ids"]) for k in ("chosen", "rejected"))
+
+        train = sorted((r for r in train if longest(r) <= opts.max_length), key=longest, reverse=True)
+        extra["train_sampling_strategy"] = "sequential"
     args = RewardConfig(
         output_dir=str(Path(opts.scratch) / "trl"), max_length=opts.max_length, per_device_train_batch_size=opts.batch,
         learning_rate=opts.lr, max_steps=opts.steps, seed=0, use_cpu=True, bf16=False, report_to="none",
-        save_strategy="no", logging_steps=10, disable_tqdm=True,
+        save_strategy="no", logging_steps=10, disable_tqdm=True, **extra,
     )
     trainer = RewardTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(train), processing_class=tokenizer,
@@ -194,6 +203,8 @@ def parse(argv=None):
     parser.add_argument("--steps", type=int, default=160, help="optimiser steps, both sides")
     parser.add_argument("--no-eval", action="store_true", help="skip held-out scoring (memory runs)")
     parser.add_argument("--set", action="append", default=[], help="ours only: KEY=VALUE in the reward stage section")
+    parser.add_argument("--trl-set", action="append", default=[], help="trl only: KEY=VALUE for RewardConfig")
+    parser.add_argument("--trl-longest-first", action="store_true", help="trl only: its longest kept pairs first (memory runs)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating rounds (trl, ours, trl, ours, ...)")
     parser.add_argument("--sides", default="trl,ours")
     parser.add_argument("--json", help="write all results here")
@@ -213,6 +224,7 @@ def main() -> None:
         "--data", opts.data, "--train", str(opts.train), "--eval", str(opts.eval), "--max-length", str(opts.max_length),
         "--batch", str(opts.batch), "--lr", str(opts.lr), "--steps", str(opts.steps),
         *(["--no-eval"] if opts.no_eval else []), *(f"--set={item}" for item in opts.set),
+        *(f"--trl-set={item}" for item in opts.trl_set), *(["--trl-longest-first"] if opts.trl_longest_first else []),
     ]
     results = []
     for round_ in range(opts.repeats):

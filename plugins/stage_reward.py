@@ -75,14 +75,13 @@ class RewardStage:
 
         from rlhf_plug.models import load_tokenizer
         from rlhf_plug.training import (
-            DEFAULT_MAX_LENGTH,
             attach_progress,
             run_info,
             save_trained,
             trl_trainer,
         )
 
-        from .rm_data import tokenize_pairs, with_explicit_prompts, write_input_format
+        from .rm_data import with_explicit_prompts, write_input_format
         from .rm_training import RankingRewardTrainer
 
         split = ctx.load_data(self.config.data, ("data",), REWARD_FORMATS)
@@ -91,11 +90,8 @@ class RewardStage:
         base = ctx.model_path(default_from=("sft",))
         tokenizer = load_tokenizer(base)
         grouped = split.grouped_by_prompt and self.config.group_pairs_by_prompt
-        max_length = ctx.config.args.get("max_length", DEFAULT_MAX_LENGTH)
+        train, counts = self._training_pairs(ctx, split, tokenizer)
         held_out = with_explicit_prompts(split.eval)
-        train, counts = tokenize_pairs(split.train.to_list(), tokenizer, max_length, self.config.truncation)
-        if not counts.kept:
-            raise ctx.error(("args", "max_length"), f"no training pair fits in max_length={max_length}")
         # Held-out pairs go to our evaluators (RM accuracy, judge agreement), not to the trainer.
         trainer = trl_trainer(
             RankingRewardTrainer, RewardConfig, ctx, base=base, tokenizer=tokenizer, train=train,
@@ -110,11 +106,6 @@ class RewardStage:
         attach_progress(trainer, ctx, ("loss", "accuracy", "margin"))
         results: dict = {**run_info(ctx, base), "train_pairs": len(split.train), "eval_pairs": len(split.eval) if split.eval else 0}
         results.update(truncated_pairs=counts.truncated, dropped_pairs=counts.dropped)
-        if counts.truncated or counts.dropped:
-            ctx.console.print(
-                f"  [yellow]max_length={max_length}: {counts.truncated} training pairs had their prompt cut from the left, "
-                f"{counts.dropped} were dropped ({_drop_reason(self.config.truncation)})[/]"
-            )
         results.update(_evaluate(ctx, trainer, evaluators, judges, held_out, "before", step=0))
         train_output = trainer.train()
         results["train_loss"] = float(train_output.training_loss)
@@ -124,8 +115,25 @@ class RewardStage:
         results["steps"] = trainer.state.global_step
         save_trained(trainer, ctx, base, tokenizer, "AutoModelForSequenceClassification", num_labels=1)
         if ctx.is_main_process:
-            write_input_format(ctx.output_dir, max_length)
+            write_input_format(ctx.output_dir, trainer.args.max_length)
         return results
+
+    def _training_pairs(self, ctx, split, tokenizer):
+        """Training pairs as token ids cut to ``max_length`` (:mod:`.rm_data`), and what was cut or dropped."""
+        from rlhf_plug.training import DEFAULT_MAX_LENGTH
+
+        from .rm_data import tokenize_pairs
+
+        max_length = ctx.config.args.get("max_length", DEFAULT_MAX_LENGTH)
+        train, counts = tokenize_pairs(split.train.to_list(), tokenizer, max_length, self.config.truncation)
+        if not counts.kept:
+            raise ctx.error(("args", "max_length"), f"no training pair fits in max_length={max_length}")
+        if (counts.truncated or counts.dropped) and ctx.is_main_process:
+            ctx.console.print(
+                f"  [yellow]max_length={max_length}: {counts.truncated} training pairs had their prompt cut from the left, "
+                f"{counts.dropped} were dropped ({_drop_reason(self.config.truncation)})[/]"
+            )
+        return train, counts
 
 
 def _drop_reason(truncation: str) -> str:

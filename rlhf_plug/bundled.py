@@ -22,6 +22,8 @@ def find_recipe(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a folder, not a recipe file")
     stem = path.name.removesuffix(".yaml").removesuffix(".yml")
     candidate = recipes_dir() / f"{stem}.yaml"
     if path.parent == Path(".") and candidate.is_file():

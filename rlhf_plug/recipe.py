@@ -8,6 +8,7 @@ component ``with:`` sections by the component.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +54,14 @@ class DataRef(ComponentRef):
     limit: int | None = Field(None, gt=0, description="use at most this many rows (before ranking expansion)")
 
 
+#: Names that become folders (the recipe's, a stage's): one plain path component, never ``..`` or ``/``.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class Recipe(Strict):
     """The top level of a recipe file."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     model: str = DEFAULT_MODEL
     quantization: Quantization = "auto"
@@ -111,8 +116,10 @@ class RecipeSource:
 
     def resolve_path(self, value: str, path: tuple) -> str:
         """A recipe-relative path (see :data:`RecipePath`) as the run should open it."""
-        if self.from_override(path) or Path(value).expanduser().is_absolute() or not Path(self.file).is_file():
+        if Path(value).expanduser().is_absolute():
             return value
+        if self.from_override(path) or not Path(self.file).is_file():
+            return os.path.abspath(Path(value).expanduser())  # from the working directory, fixed now
         return str(Path(self.file).parent / value)
 
     def error(self, path: tuple, message: str) -> RecipeError:
@@ -143,7 +150,22 @@ def dotted(path: tuple) -> str:
 
 
 class RecipeLoader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-5`` as a float (YAML 1.2), as users expect."""
+    """SafeLoader that reads ``1e-5`` as a float (YAML 1.2), as users expect, and refuses aliases
+    to mappings and lists: they are how a few hundred bytes expand to gigabytes (or recurse
+    forever, ``x: &x [*x]``). Aliases to plain values stay allowed; a recipe shares data
+    sources with its ``datasets:`` section instead."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and not isinstance(target, yaml.ScalarNode):
+                raise yaml.composer.ComposerError(
+                    None, None,
+                    f"alias *{event.anchor} repeats a mapping or list; recipes allow aliases to plain values only",
+                    event.start_mark,
+                )
+        return super().compose_node(parent, index)
 
 
 RecipeLoader.add_implicit_resolver(
@@ -154,11 +176,12 @@ RecipeLoader.add_implicit_resolver(
 
 
 def parse_value(text: str) -> Any:
-    """Parse one ``--set`` value as YAML (numbers, booleans, lists...)."""
+    """Parse one ``--set`` value as YAML (numbers, booleans, lists...); text that is not valid YAML is an error."""
     try:
         return yaml.load(text, Loader=RecipeLoader)
-    except yaml.YAMLError:
-        return text
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"invalid YAML value {text!r}: {problem} (quote text that is meant as a string)") from None
 
 
 def parse_assignment(item: str, flag: str) -> tuple[str, Any]:
@@ -166,15 +189,24 @@ def parse_assignment(item: str, flag: str) -> tuple[str, Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise RecipeError(f"{flag} {item}: expected KEY=VALUE")
-    return key.strip(), parse_value(raw)
+    try:
+        return key.strip(), parse_value(raw)
+    except RecipeError as exc:
+        raise RecipeError(f"{flag} {item}: {exc}") from None
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
     """Parse a YAML file safely; return the data and a key-path -> line map."""
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError(f"{path}: is a folder, not a recipe file")
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise RecipeError(f"{path}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); a recipe is a YAML text file") from None
     try:
         node = yaml.compose(text, Loader=RecipeLoader)
         data = yaml.load(text, Loader=RecipeLoader)

@@ -123,6 +123,7 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
     if ctx.is_main_process:
         (ctx.output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2), encoding="utf-8")
         replace_dir(ctx.output_dir, final)
+        shutil.rmtree(final / CHECKPOINTS_DIR, ignore_errors=True)  # only now: the complete stage is in place
     state.wait_for_everyone()
     ctx.output_dir = final
     if ctx.is_main_process:

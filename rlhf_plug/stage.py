@@ -14,6 +14,7 @@ from rlhf_plug import data as data_mod
 from rlhf_plug.errors import DataError, PluginError, UserError
 from rlhf_plug.models import check_model_name, resolve_model
 from rlhf_plug.recipe import (
+    NAME_PATTERN,
     ComponentRef,
     DataRef,
     LoadedRecipe,
@@ -34,7 +35,10 @@ CHECKPOINTS_DIR = "checkpoints"  # complete checkpoints: step-N/ folders (kept o
 class StageConfig(Strict):
     """Keys every training stage accepts. Stages subclass this."""
 
-    name: str | None = Field(None, description="output folder under runs/<recipe>/; defaults to the stage type")
+    name: str | None = Field(
+        None, pattern=NAME_PATTERN,
+        description="output folder under runs/<recipe>/ (a plain name: letters, digits, . _ -); defaults to the stage type",
+    )
     model: str | None = Field(None, description="an earlier stage's name, a model alias, a path or a hub id")
     quantization: Quantization | None = Field(None, description="overrides the recipe's quantization")
     lora: dict[str, Any] | bool = Field(True, description="peft.LoraConfig arguments, or false for full fine-tuning")
@@ -147,7 +151,19 @@ class StageContext:
         if ref.use in self.registries["data_source"].items:
             raise self.error((*key, "use"), f"'{ref.use}' is both a recipe dataset and a data source; rename the dataset")
         own = {name: getattr(ref, name) for name in ref.model_fields_set - {"use", "with_"}}
-        return shared.model_copy(update={**own, "with_": {**shared.with_, **ref.with_}})
+        return shared.model_copy(update={**own, "with_": {**self._shared_paths(ref.use, shared), **ref.with_}})
+
+    def _shared_paths(self, name: str, shared: DataRef) -> dict:
+        """The dataset's ``with:``, its path options resolved where they were written (``datasets.NAME``)."""
+        from rlhf_plug.validation import recipe_path_options
+
+        options = dict(shared.with_)
+        if shared.use in self.registries["data_source"].items:
+            for option in recipe_path_options(self.registries.get("data_source", shared.use).factory):
+                if isinstance(options.get(option), str):
+                    path = ("datasets", name, "with", option)
+                    options[option] = self.loaded.source.resolve_path(options[option], path)
+        return options
 
     # --- models ---------------------------------------------------------
     def earlier_stage_dir(self, name: str) -> Path | None:
@@ -198,16 +214,38 @@ class StageContext:
         """Check ``args`` keys against a TRL config dataclass (with did-you-mean)."""
         import dataclasses
 
+        from rlhf_plug.passthrough import check_values
+
         fields = {f.name for f in dataclasses.fields(config_class) if f.init}
+        values = getattr(self.config, key)
         try:
-            check_keys(fields, getattr(self.config, key), (*self.spec.path, key), config_class.__name__)
+            check_keys(fields, values, (*self.spec.path, key), config_class.__name__)
         except KeyPathError as exc:
             raise self.loaded.source.error(exc.path, exc.message) from None
+        bad = check_values(config_class, values)
+        if bad:
+            raise self.error((key, bad[0]), f"{config_class.__name__}.{bad[0]}: {bad[1]}")
+        self._build_config(config_class, values, key)
+
+    def _build_config(self, config_class: type, values: dict, key: str) -> None:
+        """Construct the config once (in a scratch folder name, nothing is written) so its own checks run."""
+        from rlhf_plug.training import trainer_config_kwargs
+
+        try:
+            config_class(**trainer_config_kwargs(self, output_dir=str(self.output_dir / "trainer")))
+        except (TypeError, ValueError) as exc:
+            raise self.error((key,), f"{config_class.__name__} rejected the arguments: {' '.join(str(exc).split())}") from None
 
     def check_lora(self, task_type: str) -> None:
         """Build the ``lora:`` section's ``peft.LoraConfig`` now, so a bad option fails before training."""
-        from rlhf_plug.models import lora_config
+        from peft import LoraConfig
 
+        from rlhf_plug.models import lora_config
+        from rlhf_plug.passthrough import check_values
+
+        bad = check_values(LoraConfig, self.config.lora) if isinstance(self.config.lora, dict) else None
+        if bad:
+            raise self.error(("lora", bad[0]), f"peft.LoraConfig.{bad[0]}: {bad[1]}")
         try:
             lora_config(self.config.lora, task_type)
         except (TypeError, ValueError) as exc:

@@ -47,10 +47,16 @@ def device_defaults() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False}
 
 
+def trainer_config_kwargs(ctx, output_dir: str, **stage_defaults) -> dict:
+    """Our defaults, then the stage's, then the recipe's ``args``."""
+    kwargs = {**TRAINER_DEFAULTS, **device_defaults(), "seed": ctx.seed, **stage_defaults, **ctx.config.args}
+    kwargs["output_dir"] = output_dir
+    return kwargs
+
+
 def trainer_config(config_class: type, ctx, **stage_defaults) -> Any:
     """Build a TRL config: our defaults, then the stage's, then the recipe's ``args``."""
-    kwargs = {**TRAINER_DEFAULTS, **device_defaults(), "seed": ctx.seed, **stage_defaults, **ctx.config.args}
-    kwargs["output_dir"] = str(ctx.output_dir / "trainer")
+    kwargs = trainer_config_kwargs(ctx, str(ctx.output_dir / "trainer"), **stage_defaults)
     try:
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
@@ -176,6 +182,9 @@ def make_progress(ctx, total: int, completed: int = 0):
         TextColumn("{task.fields[metrics]}"),
         console=ctx.console,
         transient=False,
+        # rich estimates speed over the last 30 s by default: with steps of a minute there is never
+        # more than one sample in that window, and the ETA stays -:--:--.
+        speed_estimate_period=3600,
     )
     task = progress.add_task(ctx.name, total=total, completed=completed, metrics="")
     progress.start()

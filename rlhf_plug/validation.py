@@ -98,7 +98,8 @@ def _first_error(exc: pydantic.ValidationError, model, data, path: tuple) -> Key
         return KeyPathError(full, f"missing required key '{key}'")
     got = err.get("input")
     shown = repr(got) if not isinstance(got, dict) else "a mapping"
-    return KeyPathError(full, f"{err['msg'].lower()} (got {shown})")
+    message = err["msg"][:1].lower() + err["msg"][1:]  # only the first letter: a regex in the message keeps its case
+    return KeyPathError(full, f"{message} (got {shown})")
 
 
 #: Pass-through mappings (``dict`` fields) and the library classes whose arguments they take.

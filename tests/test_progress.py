@@ -29,3 +29,21 @@ def test_a_resumed_stage_counts_eta_from_where_it_started():
     progress.stop()
     assert out.getvalue().splitlines() == [out.getvalue().splitlines()[0]]
     assert out.getvalue().startswith("ppo: step 3/4  elapsed 0:00:00  ETA 0:00:00  reward 1")
+
+
+def test_terminal_eta_with_minute_long_steps():
+    """rich's default 30 s speed window holds one sample when steps take a minute: the ETA must still show."""
+    from types import SimpleNamespace
+
+    from rlhf_plug.training import make_progress
+
+    now = [0.0]
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, get_time=lambda: now[0])
+    progress, task = make_progress(SimpleNamespace(is_main_process=True, console=console, name="ppo"), total=10)
+    try:
+        for step in range(1, 4):
+            now[0] += 60.0
+            progress.update(task, completed=step)
+        assert progress.tasks[0].time_remaining == 7 * 60.0
+    finally:
+        progress.stop()

@@ -4,6 +4,7 @@ A checkpoint ``checkpoints/step-000012/`` holds the trainable weights (policy
 adapter, value head/adapter) as safetensors, the policy adapter in peft format,
 and ``state.pt``: optimizer, scheduler, KL controller, reward statistics and
 the step (which fixes the data position). Each process adds its RNG state.
+Both are loaded with ``weights_only=True``: tensors and plain values, never code.
 """
 
 from __future__ import annotations
@@ -34,9 +35,18 @@ def latest_checkpoint(stage_dir: Path) -> Path | None:
 
 
 def rng_state() -> dict:
+    """Every RNG's state as tensors and plain numbers only, so loading it needs no pickle
+    (``torch.load(weights_only=True)``): a planted checkpoint file cannot run code."""
     import numpy as np
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -45,11 +55,25 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     import numpy as np
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["words"].tolist()), py["gauss"]))
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_plain(path: Path):
+    """``torch.load`` that refuses anything but tensors and plain containers (no code from a checkpoint)."""
+    import pickle
+
+    from rlhf_plug.errors import UserError
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a plain checkpoint file (tensors and numbers only); refusing to load it: {first}") from None
 
 
 def save_checkpoint(stage_dir: Path, step: int, trainer_state: dict, actor_critic, accelerator, keep: int) -> Path:
@@ -84,5 +108,5 @@ def load_checkpoint(path: Path, actor_critic, accelerator) -> dict:
     actor_critic.load_trainable_state(load_file(str(path / WEIGHTS)))
     rng_file = path / f"rng-{accelerator.process_index}.pt"
     if rng_file.is_file():
-        set_rng_state(torch.load(rng_file, weights_only=False))
-    return torch.load(path / STATE, weights_only=False)
+        set_rng_state(load_plain(rng_file))
+    return load_plain(path / STATE)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from rlhf_plug.stage import ADAPTER_DIR, METRICS_FILE, MODEL_DIR
-from rlhf_plug_plugins.ppo.checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf_plug_plugins.ppo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhf_plug_plugins.ppo.evaluation import Evaluation
 
 ROLLOUTS_FILE = "rollouts.jsonl"  # per step: the prompt rows used (all processes) and their rewards
@@ -36,7 +35,8 @@ def run_loop(ctx, loop, evaluators, held_out, info: dict) -> dict:
                 progress.update(task, completed=done, metrics=metrics_line(metrics, SHOWN))
             if args.eval_every and done % args.eval_every == 0 and done < args.steps:
                 _evaluate(ctx, loop, evaluation, evaluators, done, None)
-            if args.save_every and done % args.save_every == 0 and done < args.steps:
+            # The last step is checkpointed too: a kill in the final evaluation or save loses no training.
+            if args.save_every and done % args.save_every == 0:
                 state = {**loop.state_dict(done), "results": results}
                 save_checkpoint(ctx.output_dir, done, state, loop.actor_critic, loop.accelerator, args.keep_checkpoints)
     finally:
@@ -148,7 +148,8 @@ def _save_final(ctx, loop, base: str) -> None:
     loop.tokenizer.save_pretrained(out / ADAPTER_DIR)
     head = {k: v.detach().cpu().contiguous() for k, v in loop.actor_critic.value_head.state_dict().items()}
     save_file(head, str(out / "value_head.safetensors"))
-    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+    # checkpoints/ stays until the runner has swapped this folder into place: a kill while the final
+    # model is written resumes from the last checkpoint, not from step 0.
     if getattr(loop.actor_critic.causal_lm, "is_loaded_in_4bit", False):
         merge_adapter(base, out / ADAPTER_DIR, out / MODEL_DIR, "AutoModelForCausalLM", loop.tokenizer)
         return

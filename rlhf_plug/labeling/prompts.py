@@ -35,7 +35,10 @@ def source_ref(spec: str) -> tuple[str, dict[str, Any]]:
 def _mapping_ref(text: str) -> tuple[str, dict[str, Any]]:
     from rlhf_plug.recipe import parse_value
 
-    ref = parse_value(text)
+    try:
+        ref = parse_value(text)
+    except RecipeError as exc:
+        raise RecipeError(f"--prompts {text}: {exc}") from None
     if not isinstance(ref, dict) or not isinstance(ref.get("use"), str) or not isinstance(ref.get("with", {}), dict):
         raise RecipeError(f"--prompts {text}: expected a path, builtin:NAME, or a mapping {{use: SOURCE, with: {{...}}}}")
     extra = sorted(set(ref) - {"use", "with"})
