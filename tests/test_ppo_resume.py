@@ -1,4 +1,4 @@
-"""PPO checkpoints under real processes: SIGKILL then ``--resume``, and 2 CPU processes (gloo)."""
+"""PPO checkpoints: SIGKILL then ``--resume`` under real processes, a kill during the final save, and 2 CPU processes (gloo)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import write_recipe
 from rich.console import Console
+from test_ppo_stage import ppo_stage, recipe, toy  # noqa: F401  (toy is a fixture)
+
+from rlhf_plug.recipe import load_recipe
+from rlhf_plug.runner import run_recipe
 
 TIMEOUT = 300
 SEED = 7
@@ -225,3 +229,30 @@ def test_two_cpu_processes_split_the_prompts(tmp_path, tiny_policy, plugin_dir):
         assert (r["reward"] * 8) == pytest.approx(round(r["reward"] * 8))
     assert done.stdout.count("Run summary") == 1, "only the main process prints"
     assert not list((tmp_path / "runs" / "ppo-resume").glob(".*")), "no temporary folders left"
+
+
+def test_a_kill_while_the_final_model_is_written_resumes_from_the_last_checkpoint(tmp_path, tiny_policy, toy, monkeypatch):
+    """The final save writes model/ with checkpoints/ still in place; they go only after the swap."""
+    from transformers import PreTrainedModel
+
+    _, registries, pm = toy
+    body = recipe(tiny_policy, tmp_path / "runs", ppo_stage(steps=4, args=", save_every: 2"))
+    path = write_recipe(tmp_path / "recipe.yaml", body)
+    real_save = PreTrainedModel.save_pretrained
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # what a Ctrl-C or a kill in the middle of writing model/ looks like
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_recipe(path, registries), registries, pm, Console(file=io.StringIO(), width=200))
+    partial = tmp_path / "runs" / "ppo-test" / ".ppo.partial"
+    assert (partial / "checkpoints" / "step-000004" / "state.pt").is_file(), "the last step is checkpointed, and survives the kill"
+
+    monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)
+    console = Console(file=io.StringIO(), width=200)
+    results = run_recipe(load_recipe(path, registries), registries, pm, console, resume=True)
+    assert "resuming from checkpoint step-000004 (step 4 of 4)" in console.file.getvalue()
+    assert results["ppo"]["steps"] == 4
+    out = tmp_path / "runs" / "ppo-test" / "ppo"
+    assert (out / "model" / "model.safetensors").is_file() and not (out / "checkpoints").exists()

@@ -486,29 +486,3 @@ def test_recipe_errors_name_the_key(tmp_path, tiny_policy, toy, stage, words):
     for word in words:
         assert word in message, f"{word!r} not in {message!r}"
 
-
-def test_a_kill_while_the_final_model_is_written_resumes_from_the_last_checkpoint(tmp_path, tiny_policy, toy, monkeypatch):
-    """The final save writes model/ with checkpoints/ still in place; they go only after the swap."""
-    from transformers import PreTrainedModel
-
-    _, registries, pm = toy
-    body = recipe(tiny_policy, tmp_path / "runs", ppo_stage(steps=4, args=", save_every: 2"))
-    path = write_recipe(tmp_path / "recipe.yaml", body)
-    real_save = PreTrainedModel.save_pretrained
-
-    def killed(self, *args, **kwargs):
-        raise KeyboardInterrupt  # what a Ctrl-C or a kill in the middle of writing model/ looks like
-
-    monkeypatch.setattr(PreTrainedModel, "save_pretrained", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(load_recipe(path, registries), registries, pm, Console(file=io.StringIO(), width=200))
-    partial = tmp_path / "runs" / "ppo-test" / ".ppo.partial"
-    assert (partial / "checkpoints" / "step-000004" / "state.pt").is_file(), "the last step is checkpointed, and survives the kill"
-
-    monkeypatch.setattr(PreTrainedModel, "save_pretrained", real_save)
-    console = Console(file=io.StringIO(), width=200)
-    results = run_recipe(load_recipe(path, registries), registries, pm, console, resume=True)
-    assert "resuming from checkpoint step-000004 (step 4 of 4)" in console.file.getvalue()
-    assert results["ppo"]["steps"] == 4
-    out = tmp_path / "runs" / "ppo-test" / "ppo"
-    assert (out / "model" / "model.safetensors").is_file() and not (out / "checkpoints").exists()
