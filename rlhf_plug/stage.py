@@ -106,7 +106,7 @@ class StageContext:
         return component, options
 
     def _recipe_paths(self, component, options, path: tuple):
-        """Options annotated :data:`rlhf_plug.recipe.RecipePath`, resolved from the recipe's folder."""
+        """Options annotated :data:`rlhf_plug.recipe.RecipePath`, resolved where ``path`` was written."""
         if not isinstance(options, dict):
             return options
         from rlhf_plug.validation import recipe_path_options
@@ -155,15 +155,10 @@ class StageContext:
 
     def _shared_paths(self, name: str, shared: DataRef) -> dict:
         """The dataset's ``with:``, its path options resolved where they were written (``datasets.NAME``)."""
-        from rlhf_plug.validation import recipe_path_options
-
         options = dict(shared.with_)
-        if shared.use in self.registries["data_source"].items:
-            for option in recipe_path_options(self.registries.get("data_source", shared.use).factory):
-                if isinstance(options.get(option), str):
-                    path = ("datasets", name, "with", option)
-                    options[option] = self.loaded.source.resolve_path(options[option], path)
-        return options
+        if shared.use not in self.registries["data_source"].items:
+            return options  # an unknown source is reported by component() with the stage's key
+        return self._recipe_paths(self.registries.get("data_source", shared.use), options, ("datasets", name, "with"))
 
     # --- models ---------------------------------------------------------
     def earlier_stage_dir(self, name: str) -> Path | None:
@@ -225,9 +220,9 @@ class StageContext:
         bad = check_values(config_class, values)
         if bad:
             raise self.error((key, bad[0]), f"{config_class.__name__}.{bad[0]}: {bad[1]}")
-        self._build_config(config_class, values, key)
+        self._build_config(config_class, key)
 
-    def _build_config(self, config_class: type, values: dict, key: str) -> None:
+    def _build_config(self, config_class: type, key: str) -> None:
         """Construct the config once (in a scratch folder name, nothing is written) so its own checks run."""
         from rlhf_plug.training import trainer_config_kwargs
 
