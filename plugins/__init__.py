@@ -15,8 +15,12 @@ DEFAULT_PLUGINS = (
     "rlhf_plug_plugins.kl_controllers",
     "rlhf_plug_plugins.evaluators",
     "rlhf_plug_plugins.stage_ppo",
+    "rlhf_plug_plugins.stage_dpo",
+    "rlhf_plug_plugins.stage_grpo",
+    "rlhf_plug_plugins.stage_rloo",
     "rlhf_plug_plugins.reward_model",
     "rlhf_plug_plugins.ppo_evaluators",
     "rlhf_plug_plugins.report_curves",
     "rlhf_plug_plugins.report_ppo",
+    "rlhf_plug_plugins.report_methods",
 )

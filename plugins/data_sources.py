@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 
 from rlhf_plug import DataError, hookimpl
@@ -15,8 +16,36 @@ BUILTIN_DIR = Path(__file__).parent / "builtin_data"
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+#: What reading a damaged gzip file raises (``EOFError``: cut off; ``BadGzipFile``/``zlib.error``: corrupt).
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _text_lines(path: Path, unit: str = "row"):
+    """The file's lines as text; bytes that are not UTF-8, or a damaged ``.gz``, are a
+    :class:`DataError` naming the file and the row (``unit``: what a line is called)."""
+    number = 0
+    with _open_bytes(path) as fh:
+        try:
+            for number, raw in enumerate(fh, 1):
+                yield _decode(raw, f"{path}: {unit} {number}")
+        except GZIP_ERRORS as exc:
+            raise DataError(f"{path}: {unit} {number + 1}: the gzip file is cut off or corrupt ({exc})") from None
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{where}: not UTF-8 text (byte {raw[exc.start]:#04x}, byte {exc.start + 1} of the line); save the file as UTF-8") from None
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text, with the same errors as :func:`_text_lines` (naming the line)."""
+    return "".join(_text_lines(path, "line"))
 
 
 def _kind(path: Path) -> str:
@@ -29,16 +58,14 @@ def _kind(path: Path) -> str:
 
 def _read_jsonl(path: Path) -> list[dict]:
     # Our own reader (not datasets' json builder) so a bad line is reported by number.
-    with _open_text(path) as fh:
-        return parse_jsonl(fh, str(path))
+    return parse_jsonl(_text_lines(path), str(path))
 
 
 def _read_json(path: Path) -> list[dict]:
-    with _open_text(path) as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
+    try:
+        data = json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg})") from None
     if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}
         lists = [v for v in data.values() if isinstance(v, list)]
         data = lists[0] if len(lists) == 1 else data

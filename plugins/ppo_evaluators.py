@@ -1,8 +1,9 @@
-"""Evaluators for the PPO stage: reward and KL statistics, win-rate, sample tables.
+"""Evaluators for every policy stage (ppo, dpo, grpo, rloo): reward and KL statistics, win-rate, sample tables.
 
-Each receives a :class:`rlhf_plug_plugins.ppo.evaluation.PPOEvalContext` in
+Each receives a :class:`rlhf_plug_plugins.policy_eval.PolicyEvalContext` in
 which policy and reference (SFT) samples on held-out prompts have already been
-scored by every reward component and judge.
+scored by every reward component and judge. A stage without training rewards
+(dpo) has ``context.rewards == {}``: the weighted-reward figures are then left out.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ class RewardStats:
         for name in context.scorers:
             metrics[f"reward/{name}"] = _mean(context.policy.scores[name])
             metrics[f"reference_reward/{name}"] = _mean(context.reference.scores[name])
-        metrics["reward"] = _mean(context.total(context.policy))
-        metrics["reference_reward"] = _mean(context.total(context.reference))
+        if context.rewards:
+            metrics["reward"] = _mean(context.total(context.policy))
+            metrics["reference_reward"] = _mean(context.total(context.reference))
         if context.policy.kl is not None:
             metrics["kl"] = _mean(context.policy.kl)
         metrics["response_length"] = _mean(context.policy.lengths or [])
@@ -60,7 +62,7 @@ class WinRate:
             policy, reference = context.policy.scores[n], context.reference.scores[n]
             metrics[f"win_rate/{n}"] = _win_rate(policy, reference)
             metrics[f"tie_rate/{n}"] = _mean(float(p == r) for p, r in zip(policy, reference))
-        if self.judge is None:
+        if self.judge is None and context.rewards:
             metrics["win_rate"] = _win_rate(context.total(context.policy), context.total(context.reference))
         return metrics
 

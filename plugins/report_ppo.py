@@ -1,4 +1,4 @@
-"""Report sections comparing a policy with its reference (PPO vs SFT) on held-out prompts.
+"""Report sections comparing a policy with its reference (PPO, DPO, GRPO, RLOO... vs SFT) on held-out prompts.
 
 Driven by what the stage wrote, not by its type: any stage whose held-out
 evaluation logs ``win_rate/<judge>`` (the ``win_rate`` evaluator) gets the
@@ -21,17 +21,23 @@ NO_HHH = (
 TEXT_LIMIT = 300  # characters of a prompt or answer shown in the samples table
 
 
+def method(stage) -> str:
+    """How the report names the stage's policy: its kind in capitals (PPO, DPO, GRPO, RLOO), else its name."""
+    return stage.kind.upper() if stage.kind else stage.name
+
+
 @hookimpl
 def rlhf_report_sections(stage, report):
     final = stage.final_eval()
     samples = stage.latest_table("samples")
+    name = method(stage)
     sections = []
     if samples is not None and scorers_in(samples[2]):
-        sections.append(("Reward distributions: SFT vs PPO", distributions(stage, samples, report)))
+        sections.append((f"Reward distributions: SFT vs {name}", distributions(stage, samples, report)))
     if any(k.startswith("win_rate/") for k in final):
-        hhh_section = hhh(final)
+        hhh_section = hhh(stage, final)
         note = "" if hhh_section else "\n\n" + NO_HHH
-        sections += [("Win-rate of PPO over SFT", win_rates(stage, final, report) + note), hhh_section]
+        sections += [(f"Win-rate of {name} over SFT", win_rates(stage, final, report) + note), hhh_section]
     if samples is not None:
         sections.append(("Samples", sample_table(stage, samples)))
     return [s for s in sections if s is not None]
@@ -54,9 +60,10 @@ def distributions(stage, samples, report) -> str:
 
     step, path, rows = samples
     names = scorers_in(rows)
-    groups = [(name, {"SFT (reference)": _scores(rows, f"reference_{name}"), "PPO (policy)": _scores(rows, f"policy_{name}")})
+    policy = method(stage)
+    groups = [(name, {"SFT (reference)": _scores(rows, f"reference_{name}"), f"{policy} (policy)": _scores(rows, f"policy_{name}")})
               for name in names]
-    image, markdown = report.image(f"{stage.name}-reward-distributions.png", "reward distributions, SFT vs PPO")
+    image, markdown = report.image(f"{stage.name}-reward-distributions.png", f"reward distributions, SFT vs {policy}")
     strips_png(image, f"{stage.name}: held-out rewards at step {step} ({len(rows)} prompts)", groups)
     more = "; raise `rows` of the `samples` evaluator to plot more" if len(rows) < stage.results.get("eval_prompts", 0) else ""
     return (
@@ -76,15 +83,16 @@ def win_rates(stage, final: dict, report) -> str:
     if sum(r.startswith("reward") for r in role.values()) > 1 and "win_rate" in final:
         rows.append(("weighted training reward", "reward (sum)", final.get("reference_reward"), final.get("reward"),
                      change(final.get("reference_reward"), final.get("reward")), final["win_rate"], "", ""))
-    image, markdown = report.image(f"{stage.name}-win-rate.png", "win-rate of PPO over SFT")
+    policy = method(stage)
+    image, markdown = report.image(f"{stage.name}-win-rate.png", f"win-rate of {policy} over SFT")
     bars = {f"{n} ({role[n].split(' ')[0]})": final[f"win_rate/{n}"] for n in names}
     prompts = stage.results.get("eval_prompts")
     where = f"{prompts} held-out prompts" if prompts else "the held-out prompts"
-    bars_png(image, f"Win-rate of PPO over SFT on {where}", bars, "win-rate (ties count half)", reference=(0.5, "no difference"))
-    headers = ("judged by", "role", "SFT mean", "PPO mean", "change", "PPO win-rate", "ties", "win-rate without ties")
+    bars_png(image, f"Win-rate of {policy} over SFT on {where}", bars, "win-rate (ties count half)", reference=(0.5, "no difference"))
+    headers = ("judged by", "role", "SFT mean", f"{policy} mean", "change", f"{policy} win-rate", "ties", "win-rate without ties")
     return (
-        f"{markdown}\n\nOn {where}, one answer each from the SFT model and the PPO policy, scored by every reward "
-        "component and judge of the stage: the win-rate is how often the PPO answer scores higher (ties count half; "
+        f"{markdown}\n\nOn {where}, one answer each from the SFT model and the {policy} policy, scored by every reward "
+        f"component and judge of the stage: the win-rate is how often the {policy} answer scores higher (ties count half; "
         "0.5 = no difference). Where both answers score the same (identical answers always do) nothing can be won, "
         "so the share of ties and the win-rate over the other prompts are shown too. "
         f"From the final evaluation in `{stage.name}/results.json`.\n\n"
@@ -101,7 +109,7 @@ def _ties(final: dict, name: str) -> tuple:
     return ties, "" if decisive is None else decisive
 
 
-def hhh(final: dict) -> tuple[str, str] | None:
+def hhh(stage, final: dict) -> tuple[str, str] | None:
     present = [n for n in HHH if f"win_rate/{n}" in final]
     if not present:
         return None
@@ -109,13 +117,15 @@ def hhh(final: dict) -> tuple[str, str] | None:
              change(final.get(f"reference_reward/{n}"), final.get(f"reward/{n}")), final[f"win_rate/{n}"]) for n in present]
     rows += [(n, "not in recipe", "", "", "") for n in HHH if n not in present]
     return ("Helpful, honest, harmless", "Each criterion scored by its own judge, on the same held-out answers.\n\n"
-            + table(("criterion", "SFT mean", "PPO mean", "change", "PPO win-rate"), rows, right=(1, 2, 3, 4)))
+            + table(("criterion", "SFT mean", f"{method(stage)} mean", "change", f"{method(stage)} win-rate"), rows,
+                    right=(1, 2, 3, 4)))
 
 
 def sample_table(stage, samples) -> str:
     step, path, rows = samples
     names = scorers_in(rows)
-    headers = ["#", "prompt", "SFT answer", "PPO answer", *(f"{n}: SFT → PPO" for n in names)]
+    policy = method(stage)
+    headers = ["#", "prompt", "SFT answer", f"{policy} answer", *(f"{n}: SFT → {policy}" for n in names)]
     body = [
         [i, *(clip(str(row.get(k, "")), TEXT_LIMIT) for k in ("prompt", "reference", "policy")),
          *(f"{number(row.get(f'reference_{n}'))} → {number(row.get(f'policy_{n}'))}" for n in names)]

@@ -38,7 +38,8 @@ class LearnedRM:
         source = self._source_dir(context)
         self._max_length = read_max_length(source)
         adapter = source / ADAPTER_DIR
-        if self.share_base and _trained_on(adapter, context.base_path):
+        shared_base = getattr(context, "actor_critic", None)  # None in stages that hold no shared base (grpo, rloo)
+        if self.share_base and shared_base is not None and _trained_on(adapter, context.base_path):
             name = context.actor_critic.add_reward_adapter(adapter)
             self._tokenizer = context.tokenizer
             self._score_ids = _shared_scorer(context.actor_critic, name, context.tokenizer, context.device)

@@ -22,7 +22,10 @@ class PPOStage:
 
     # --- check -------------------------------------------------------------
     def check(self, ctx) -> None:
+        from rlhf_plug.tracking import accelerate_trackers
+
         config = self.config
+        accelerate_trackers(ctx)  # our loop logs through accelerate's trackers
         if config.lora is False:
             raise ctx.error(("lora",), "the ppo stage trains a LoRA policy on a shared base; `lora: false` is not supported")
         ctx.check_lora("CAUSAL_LM")
@@ -62,15 +65,17 @@ class PPOStage:
 
     # --- run ---------------------------------------------------------------
     def run(self, ctx) -> dict:
+        from rlhf_plug_plugins.peak_memory import peak_memory, reset_peak_memory
         from rlhf_plug_plugins.ppo.setup import build_loop
         from rlhf_plug_plugins.ppo.stage_run import run_loop
 
+        reset_peak_memory()
         prompts, held_out = self._load_prompts(ctx)
         ptx_rows = None
         if self.config.ptx.coef > 0:
             ptx_rows = ctx.load_data(self.config.ptx.data, ("ptx", "data"), PTX_FORMATS).train
         loop, evaluators, info = build_loop(ctx, self.config, prompts, ptx_rows)
-        return run_loop(ctx, loop, evaluators, held_out, info)
+        return {**run_loop(ctx, loop, evaluators, held_out, info), **peak_memory()}
 
 
 def _check_scheduler(ctx, name: str) -> None:

@@ -58,9 +58,8 @@ class SFTStage:
         train_output = trainer.train()
         results["train_loss"] = float(train_output.training_loss)
         if split.eval is not None:
-            after = trainer.evaluate()
-            results["eval_loss_after"] = after["eval_loss"]
-            ctx.log_metrics(trainer.state.global_step, after, evaluation=True)
+            # trainer.evaluate() logs to metrics.jsonl through the progress callback's on_log
+            results["eval_loss_after"] = trainer.evaluate()["eval_loss"]
         results["steps"] = trainer.state.global_step
         save_trained(trainer, ctx, base, tokenizer, "AutoModelForCausalLM")
         return results

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf_plug.column_types import check_column_types
 from rlhf_plug.errors import DataError
 
 #: format name -> the columns that identify it (checked in this order).
@@ -96,6 +97,12 @@ def _ranking(value: Any) -> str | None:
         problem = _text_or_messages(item)
         if problem:
             return f"item {j} {problem}"
+    seen: dict[str, int] = {}
+    for j, item in enumerate(value):
+        key = json.dumps(item, sort_keys=True)
+        if key in seen:
+            return f"items {seen[key]} and {j} are the same completion; a ranking orders different completions"
+        seen[key] = j
     return None
 
 
@@ -290,6 +297,7 @@ def prepare_rows(
     if missing:
         raise DataError(f"{source}: missing column '{missing[0]}' for format '{detected}'")
     validate_rows(rows, detected, source)
+    check_column_types(rows, source)
     return (rows[:limit] if limit else rows), detected
 
 
@@ -331,8 +339,6 @@ def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitDat
     :param accept: formats the stage accepts; ``rankings`` is accepted wherever
         ``preference`` is.
     """
-    from datasets import Dataset
-
     rows = as_rows(source_obj.load())
     source = source_obj.describe()  # after load(): a source may say what it really read (a hub fallback)
     accepted = [*accept, "rankings"] if "preference" in accept else list(accept)
@@ -350,5 +356,16 @@ def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitDat
         fmt = "preference"
     if not train:
         raise DataError(f"{source}: no training rows left after the eval split")
-    held_data = Dataset.from_list(held) if held else None
-    return SplitData(Dataset.from_list(train), held_data, fmt, source, notes, grouped_by_prompt=grouped)
+    held_data = as_dataset(held, source) if held else None
+    return SplitData(as_dataset(train, source), held_data, fmt, source, notes, grouped_by_prompt=grouped)
+
+
+def as_dataset(rows: list[dict], source: str):
+    """``datasets.Dataset.from_list``; an Arrow error (rows :func:`check_column_types` let through) names the source."""
+    import pyarrow
+    from datasets import Dataset
+
+    try:
+        return Dataset.from_list(rows)
+    except (pyarrow.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(f"{source}: the rows cannot be stored as a table: {type(exc).__name__}: {exc}") from None

@@ -36,3 +36,32 @@ def replace_dir(src: Path, dst: Path) -> None:
     if src.exists():
         src.rename(dst)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def repair_last_line(path: str | Path) -> int:
+    """Repair the last line of an append-only JSON Lines file after a crash; returns the bytes removed.
+
+    A last line without its newline that is not valid JSON is a write that was cut off: it is
+    removed. One that is valid (e.g. edited by hand) gets its newline.
+    """
+    import json
+
+    path = Path(path)
+    data = path.read_bytes()
+    tail = data[data.rfind(b"\n") + 1:]  # b"" when the file ends with a newline
+    if not tail.strip():
+        return 0
+    try:
+        json.loads(tail)
+    except ValueError:
+        _sync_write(path, lambda fh: fh.truncate(len(data) - len(tail)), "r+b")
+        return len(tail)
+    _sync_write(path, lambda fh: fh.write(b"\n"), "ab")
+    return 0
+
+
+def _sync_write(path: Path, change, mode: str) -> None:
+    with open(path, mode) as fh:
+        change(fh)
+        fh.flush()
+        os.fsync(fh.fileno())

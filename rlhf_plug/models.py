@@ -103,17 +103,27 @@ def check_model_name(name: str) -> None:
     """Fail early (without loading) if ``name`` cannot resolve: a one-line error that says where we looked."""
     if Path(name).expanduser().is_dir() or _cache_path(name).is_dir() or name in MODEL_ALIASES:
         return
-    looks_like_hub_id = "/" in name and not name.startswith((".", "/", "~")) and name.count("/") == 1
+    looks_like_hub_id = _looks_like_hub_id(name)
     if looks_like_hub_id and _in_hub_cache(name):
         return
     looked = f"no folder {Path(name).expanduser().resolve()}, not in {cache_dir() / 'models'}, not a built-in alias ({', '.join(MODEL_ALIASES)})"
     if not looks_like_hub_id:
         raise UserError(f"model '{name}' not found: {looked}")
     if is_offline():
-        raise UserError(f"model '{name}' not found: {looked}, not in the Hugging Face cache, and the run is offline (HF_HUB_OFFLINE is set)")
+        raise UserError(
+            f"model '{name}' not found: {looked}; as a Hub id it is not in the Hugging Face cache, "
+            "and the run is offline (HF_HUB_OFFLINE is set), so it cannot be downloaded"
+        )
     problem = _hub_problem(name)
     if problem:
         raise UserError(f"model '{name}' not found: {looked}, not in the Hugging Face cache, and {problem}")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """``org/model``: one slash, not an explicit path, and ``org`` is not a local folder (``runs/x`` is a path)."""
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return False
+    return not Path(name.split("/")[0]).is_dir()
 
 
 def _in_hub_cache(name: str) -> bool:
@@ -144,7 +154,7 @@ def resolve_model(name: str, console=None) -> str:
     cached = _cache_path(name)
     if cached.is_dir():
         return str(cached)
-    if "/" in name and not is_offline() and name not in MODEL_ALIASES:
+    if _looks_like_hub_id(name) and not is_offline() and name not in MODEL_ALIASES:
         return name
     if name in MODEL_ALIASES:
         if console is not None:

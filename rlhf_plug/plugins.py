@@ -15,12 +15,13 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 
 import pluggy
 
 from rlhf_plug import hookspecs
-from rlhf_plug.errors import PluginError
+from rlhf_plug.errors import PluginError, UserError
 
 ENTRY_POINT_GROUP = "rlhf_plug"
 DISABLE_AUTOLOAD_ENV = "RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD"
@@ -36,17 +37,27 @@ class PluginManager(pluggy.PluginManager):
         #: plugin name -> "distribution version" for entry-point plugins
         self.distributions: dict[str, str] = {}
 
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        registered = super().register(plugin, name)
+        if registered is not None:
+            _translate_lifecycle_errors(self, plugin)
+        return registered
+
     def source(self, name: str) -> str:
         """Where a registered plugin came from: "distribution version", "built-in" or "module"."""
         return self.distributions.get(name, "built-in" if name.startswith("rlhf_plug_plugins.") else "module")
 
 
-def get_plugin_manager(modules: Iterable[str] = (), *, autoload: bool | None = None) -> PluginManager:
+def get_plugin_manager(
+    modules: Iterable[str] = (), *, autoload: bool | None = None, recipe_modules: Mapping[str, str] | None = None
+) -> PluginManager:
     """Return a fresh, checked plugin manager.
 
     :param modules: extra plugin modules to import and register by name.
     :param autoload: load entry points; defaults to "unless the env var
         ``RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD`` is set".
+    :param recipe_modules: a recipe's ``plugins:`` modules, each with where it is written
+        (``recipe.yaml:3: plugins[0]``), which their errors name; loaded after ``modules``.
     """
     pm = PluginManager()
     _register_defaults(pm)
@@ -57,6 +68,11 @@ def get_plugin_manager(modules: Iterable[str] = (), *, autoload: bool | None = N
     extra = [m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(",") if m.strip()]
     for module_name in [*extra, *modules]:
         register_module(pm, module_name)
+    for module_name, where in (recipe_modules or {}).items():
+        try:
+            register_module(pm, module_name)
+        except PluginError as exc:
+            raise PluginError(f"{where}: {exc}") from exc.__cause__
     check_pending(pm)
     return pm
 
@@ -74,6 +90,8 @@ def register_module(pm: pluggy.PluginManager, module_name: str) -> None:
         ) from exc
     except Exception as exc:
         raise PluginError(f"plugin module '{module_name}' failed while importing: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # a plugin must not end the command (exit 0 would look like success)
+        raise PluginError(f"plugin module '{module_name}' called sys.exit({exc.code!r}) while importing") from exc
     if pm.is_registered(module):  # already loaded, e.g. through its entry point
         return
     _register(pm, module, module_name)
@@ -103,7 +121,7 @@ def _register_entry_points(pm: PluginManager) -> None:
                 continue
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 dist_name = dist.metadata["name"]
                 raise PluginError(
                     f"plugin '{ep.name}' (entry point of {dist_name}) failed to load: {type(exc).__name__}: {exc}"
@@ -121,3 +139,36 @@ def _register(pm: pluggy.PluginManager, plugin: object, name: str) -> None:
         raise PluginError(f"plugin '{name}' is invalid: {exc}") from exc
     except ValueError as exc:  # already registered under another name
         raise PluginError(f"plugin '{name}' could not be registered: {exc}") from exc
+
+
+#: Broadcast hooks whose implementations' errors become one-line :class:`PluginError`\ s naming the plugin.
+LIFECYCLE_HOOKS = frozenset({"rlhf_configure", "rlhf_stage_start", "rlhf_stage_end", "rlhf_step_end", "rlhf_evaluate"})
+
+
+def _translate_lifecycle_errors(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Wrap ``plugin``'s lifecycle hook implementations so an error says which plugin and hook raised it.
+
+    A ``wrapper=True`` hookimpl would see the exception but not which implementation raised it, so each
+    implementation is wrapped instead (pluggy calls ``impl.function`` with positional arguments).
+    Wrappers (generators) are left as they are.
+    """
+    for caller in pm.get_hookcallers(plugin) or ():
+        if caller.name not in LIFECYCLE_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                impl.function = _naming_errors(impl.function, impl.plugin_name, caller.name)
+
+
+def _naming_errors(function, plugin_name: str, hook_name: str):
+    @functools.wraps(function)
+    def call(*args):
+        try:
+            return function(*args)
+        except UserError:
+            raise
+        except (Exception, SystemExit) as exc:
+            what = f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit) else f"{type(exc).__name__}: {exc}"
+            raise PluginError(f"plugin '{plugin_name}' failed in {hook_name}: {what}") from exc
+
+    return call

@@ -21,6 +21,7 @@ from rlhf_plug.errors import PluginError, RecipeError
 from rlhf_plug.validation import KeyPathError, validate_model
 
 Quantization = Literal["auto", "4bit", "none"]
+ReportTo = str | list[str]  # tracker names; checked by each stage against its library (rlhf_plug.tracking)
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
@@ -67,6 +68,11 @@ class Recipe(Strict):
     quantization: Quantization = "auto"
     seed: int = 42
     output_dir: str = "runs"
+    report_to: ReportTo = Field(
+        "none",
+        description="experiment trackers for every stage, as TRL's report_to: none, all, tensorboard, wandb, "
+        "trackio, mlflow, ... or a list; a stage's own `report_to:` overrides it (rlhf_plug.tracking)",
+    )
     plugins: list[str] = Field(default_factory=list)
     datasets: dict[str, DataRef] = Field(
         default_factory=dict,
@@ -178,10 +184,29 @@ RecipeLoader.add_implicit_resolver(
 def parse_value(text: str) -> Any:
     """Parse one ``--set`` value as YAML (numbers, booleans, lists...); text that is not valid YAML is an error."""
     try:
-        return yaml.load(text, Loader=RecipeLoader)
+        value = yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RecipeError(f"invalid YAML value {text!r}: {problem} (quote text that is meant as a string)") from None
+    if _mapping_without_spaces(text, value):
+        raise RecipeError(
+            f"invalid YAML mapping {text!r}: YAML needs a space after each colon (e.g. '{{r: 16}}'); "
+            "quote the value if it is meant as text"
+        )
+    return value
+
+
+#: ``key:value`` with no space after the colon: YAML reads it as one string (``r:16``), or inside
+#: braces as a key with no value (``{r:16}``); either way, a mapping that was meant and lost.
+_KEY_COLON_VALUE = re.compile(r"[A-Za-z_][\w-]*:(?![\s/\\:])")
+
+
+def _mapping_without_spaces(text: str, value: Any) -> bool:
+    if isinstance(value, str):
+        return not text.lstrip().startswith(("'", '"')) and _KEY_COLON_VALUE.match(value) is not None
+    if isinstance(value, dict):
+        return any(v is None and isinstance(k, str) and _KEY_COLON_VALUE.match(k) for k, v in value.items())
+    return False
 
 
 def parse_assignment(item: str, flag: str) -> tuple[str, Any]:
@@ -342,12 +367,17 @@ def read_recipe(path: str | Path, overrides: list[str] = ()) -> tuple[dict, Reci
     return apply_overrides(data, list(overrides), source), source
 
 
-def recipe_plugins(data: dict, source: RecipeSource) -> list[str]:
-    """The recipe's ``plugins:`` module names (checked before plugins load)."""
+def recipe_plugins(data: dict, source: RecipeSource) -> dict[str, str]:
+    """The recipe's ``plugins:`` module names (checked before plugins load), each with where it is
+    written (``recipe.yaml:3: plugins[0]``) for :func:`rlhf_plug.plugins.get_plugin_manager`'s errors."""
     plugins = data.get("plugins", [])
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise source.error(("plugins",), "must be a list of module names")
-    return plugins
+    def where(i: int) -> str:
+        path = ("plugins", i)
+        return f"{source.locate_section(path[:1]) if source.from_override(path) else source.locate(path)}: {dotted(path)}"
+
+    return {name: where(i) for i, name in enumerate(plugins)}
 
 
 def load_recipe(path: str | Path, registries, overrides: list[str] = ()) -> LoadedRecipe:
@@ -381,11 +411,16 @@ def _validate_stage(entry: dict, index: int, registries) -> StageSpec:
 
 
 def _check_unique_names(stages: list[StageSpec]) -> None:
-    seen: set[str] = set()
+    seen: dict[str, StageSpec] = {}
     for stage in stages:
-        if stage.name in seen:
-            raise KeyPathError(stage.path, f"two stages write to '{stage.name}': give one a different 'name:'")
-        seen.add(stage.name)
+        first = seen.get(stage.name)
+        if first is not None:
+            raise KeyPathError(
+                stage.path,
+                f"stages {first.index} ({first.kind}) and {stage.index} ({stage.kind}) both write to '{stage.name}': "
+                "give one a different 'name:'",
+            )
+        seen[stage.name] = stage
 
 
 def to_yaml(data: dict) -> str:

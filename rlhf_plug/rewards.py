@@ -2,8 +2,8 @@
 
 A reward function follows TRL's convention and is called with keywords:
 ``fn(prompts=..., completions=..., completion_ids=..., **columns) -> list[float]``,
-one finite number per completion. Anything else stops the run with one line
-that says where (``where``) and what was wrong.
+one finite number per completion, at most :data:`REWARD_LIMIT` in magnitude. Anything
+else stops the run with one line that says where (``where``) and what was wrong.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import numbers
 from typing import Any
 
 from rlhf_plug.errors import RewardError, UserError
+
+#: The largest reward magnitude accepted. A finite 1e300 still overflows the running statistics and
+#: the advantages to inf (and then the policy's logits to NaN); no sensible reward comes near 1e6.
+REWARD_LIMIT = 1e6
 
 
 def call_reward_function(fn, where: str, *, first: int = 0, **inputs) -> list[float]:
@@ -40,5 +44,10 @@ def check_reward_output(values: Any, expected: int, where: str, *, first: int = 
             raise RewardError(f"{where} returned {type(value).__name__} {value!r} for completion {i}; expected a float")
         if not math.isfinite(float(value)):
             raise RewardError(f"{where} returned {value} for completion {i}; rewards must be finite")
+        if abs(float(value)) > REWARD_LIMIT:
+            raise RewardError(
+                f"{where} returned {float(value):.6g} for completion {i}; rewards must lie within ±{REWARD_LIMIT:g} "
+                "(scale the reward down, or normalise it)"
+            )
         out.append(float(value))
     return out

@@ -13,9 +13,10 @@ import shutil
 import time
 from pathlib import Path
 
+from rlhf_plug.checkpoints import has_checkpoints, remove_checkpoints
 from rlhf_plug.files import replace_dir
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
-from rlhf_plug.stage import CHECKPOINTS_DIR, RESULTS_FILE, StageContext
+from rlhf_plug.stage import RESULTS_FILE, StageContext
 
 
 def is_main_process() -> bool:
@@ -59,23 +60,27 @@ def run_recipe(
     A run folder that holds completed stages is refused unless ``resume`` or ``overwrite``
     says what to do with it, so a finished run is never replaced by accident.
     """
-    from rlhf_plug.report.runinfo import start_run_info
-    from rlhf_plug.training import distributed_state, quiet_libraries
+    from rlhf_plug.preemption import sigterm_stops_training
+    from rlhf_plug.report.runinfo import settle_unfinished_run, start_run_info
+    from rlhf_plug.training import check_distributed_launch, distributed_state, quiet_libraries
 
     quiet_libraries()
     state = distributed_state()
+    check_distributed_launch(state)
     # Fail before anything is trained or written (quietly: each stage reports its data when it runs).
     check_recipe(loaded, registries, pm, type(console)(quiet=True))
     root = run_dir(loaded)
+    previous = settle_unfinished_run(root) if is_main_process() else None
     if not (resume or overwrite):
         _refuse_completed_run(loaded, root)
     pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
     all_results: dict[str, dict] = {}
     contexts = make_contexts(loaded, registries, pm, console, output_of=lambda s: root / f".{s.name}.partial")
-    info = start_run_info(root, loaded, pm) if is_main_process() else None
+    info = start_run_info(root, loaded, pm, previous if resume else None) if is_main_process() else None
     try:
-        for ctx in contexts:
-            all_results[ctx.name] = _run_stage(ctx, len(contexts), state, resume)
+        with sigterm_stops_training():
+            for ctx in contexts:
+                all_results[ctx.name] = _run_stage(ctx, len(contexts), state, resume)
     except BaseException as exc:
         if info is not None:
             _finish_run(root, info, pm, console, all_results, exc)
@@ -101,11 +106,14 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
 
     With ``resume``, a complete stage is skipped (its results are read back) and a stage with checkpoints continues.
     """
+    from rlhf_plug.preemption import Preempted, stop_requested
     from rlhf_plug.training import results_table
 
     final = ctx.run_dir / ctx.name
     if resume and (final / RESULTS_FILE).is_file():
         return _completed_results(ctx, final)
+    if stop_requested():
+        raise Preempted(f"stopped on SIGTERM before stage {ctx.name}")
     stage = ctx.registries.get("stage", ctx.kind).factory(ctx.config)
     if ctx.is_main_process:
         _start_output(ctx, total, keep_checkpoints=resume and has_checkpoints(ctx.output_dir))
@@ -123,7 +131,7 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
     if ctx.is_main_process:
         (ctx.output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2), encoding="utf-8")
         replace_dir(ctx.output_dir, final)
-        shutil.rmtree(final / CHECKPOINTS_DIR, ignore_errors=True)  # only now: the complete stage is in place
+        remove_checkpoints(final)  # only now: the complete stage is in place
     state.wait_for_everyone()
     ctx.output_dir = final
     if ctx.is_main_process:
@@ -170,17 +178,11 @@ def _finish_run(root: Path, info: dict, pm, console, results: dict, error: BaseE
         console.print(f"report of the completed stages: {path}")
 
 
-def has_checkpoints(stage_dir: Path) -> bool:
-    """Stages that write complete checkpoints under ``checkpoints/`` can be continued with ``--resume``."""
-    folder = stage_dir / CHECKPOINTS_DIR
-    return folder.is_dir() and any(p.name.startswith("step-") for p in folder.iterdir())
-
-
 def _clean_up_failed(ctx, console) -> None:
     """Remove a failed stage's output, unless it holds checkpoints to resume from."""
     if has_checkpoints(ctx.output_dir):
         console.print(
-            f"[yellow]stage {ctx.name} stopped; its last good checkpoint is kept in {ctx.output_dir}/{CHECKPOINTS_DIR} "
+            f"[yellow]stage {ctx.name} stopped; its last good checkpoint is kept in {ctx.output_dir} "
             "- rerun with --resume to continue[/]"
         )
         return

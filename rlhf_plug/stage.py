@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from rlhf_plug.recipe import (
     DataRef,
     LoadedRecipe,
     Quantization,
+    ReportTo,
     StageSpec,
     Strict,
     dotted,
@@ -43,6 +45,9 @@ class StageConfig(Strict):
     quantization: Quantization | None = Field(None, description="overrides the recipe's quantization")
     lora: dict[str, Any] | bool = Field(True, description="peft.LoraConfig arguments, or false for full fine-tuning")
     args: dict[str, Any] = Field(default_factory=dict, description="passed to the TRL config class as-is")
+    report_to: ReportTo | None = Field(
+        None, description="this stage's experiment trackers (default: the recipe's `report_to`); see rlhf_plug.tracking"
+    )
 
 
 @dataclass
@@ -247,10 +252,23 @@ class StageContext:
             raise self.error(("lora",), f"peft.LoraConfig rejected it: {exc}") from None
 
     # --- metrics --------------------------------------------------------
+    def _notice_non_finite(self, keys: list[str], step: int) -> None:
+        """Say once per metric that it was not finite (logged as null), so it does not vanish without a word."""
+        new = [k for k in keys if k not in self.__dict__.setdefault("_non_finite_noticed", set())]
+        if new:
+            self._non_finite_noticed.update(new)
+            self.console.print(
+                f"[yellow]notice:[/] stage {self.name}, step {step}: {', '.join(new)} not finite; "
+                f"logged as null in {METRICS_FILE}", soft_wrap=True, markup=True, highlight=False,
+            )
+
     def log_metrics(self, step: int, metrics: dict[str, float], *, evaluation: bool = False) -> None:
         """Append to ``metrics.jsonl`` and broadcast ``rlhf_step_end`` / ``rlhf_evaluate``."""
         if self.is_main_process:
+            non_finite = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+            self._notice_non_finite(non_finite, step)
             record = {"step": step, "time": round(time.time(), 3), "split": "eval" if evaluation else "train", **metrics}
+            record.update(dict.fromkeys(non_finite))  # null: JSON has no NaN, and a missing key would hide it
             with open(self.output_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
         hook = self.hooks.rlhf_evaluate if evaluation else self.hooks.rlhf_step_end

@@ -13,10 +13,14 @@ DEFAULT_MAX_LENGTH = 512
 
 #: Defaults we put under the recipe's ``args`` (the recipe wins).
 TRAINER_DEFAULTS: dict[str, Any] = {
-    "report_to": "none",
     "disable_tqdm": True,  # we draw our own rich progress bar
     "logging_steps": 1,
-    "save_strategy": "no",
+    # Mid-stage checkpoints for `run --resume` (rlhf_plug.checkpoints): every 10% of the steps (a float
+    # below 1 is a fraction of the steps in transformers), keeping the last; the older one goes only
+    # once the new one is complete.
+    "save_strategy": "steps",
+    "save_steps": 0.1,
+    "save_total_limit": 1,
     "eval_strategy": "no",
     "dataloader_num_workers": 0,
     "gradient_checkpointing": False,  # small models: recomputation costs more than it saves
@@ -48,34 +52,49 @@ def device_defaults() -> dict[str, Any]:
 
 
 def trainer_config_kwargs(ctx, output_dir: str, **stage_defaults) -> dict:
-    """Our defaults, then the stage's, then the recipe's ``args``."""
-    kwargs = {**TRAINER_DEFAULTS, **device_defaults(), "seed": ctx.seed, **stage_defaults, **ctx.config.args}
+    """Our defaults, then the stage's, then the recipe's ``args``; ``report_to`` from the recipe (:mod:`rlhf_plug.tracking`)."""
+    from rlhf_plug.tracking import trl_config_defaults
+
+    if "report_to" in ctx.config.args:  # one key for every stage, PPO's included
+        raise ctx.error(("args", "report_to"), "set trackers with the stage's `report_to:` (or the recipe's), not in args")
+    tracking = trl_config_defaults(ctx)
+    kwargs = {**TRAINER_DEFAULTS, **device_defaults(), "seed": ctx.seed, **tracking, **stage_defaults, **ctx.config.args}
     kwargs["output_dir"] = output_dir
+    kwargs["report_to"] = tracking["report_to"]
     return kwargs
 
 
 def trainer_config(config_class: type, ctx, **stage_defaults) -> Any:
     """Build a TRL config: our defaults, then the stage's, then the recipe's ``args``."""
-    kwargs = trainer_config_kwargs(ctx, str(ctx.output_dir / "trainer"), **stage_defaults)
+    from rlhf_plug.checkpoints import TRAINER_DIR
+
+    kwargs = trainer_config_kwargs(ctx, str(ctx.output_dir / TRAINER_DIR), **stage_defaults)
     try:
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ctx.error(("args",), f"{config_class.__name__} rejected the arguments: {exc}") from None
 
 
-def trl_trainer(trainer_class, config_class, ctx, *, base: str, tokenizer, train, task_type: str, evaluation=None, **defaults):
+def trl_trainer(
+    trainer_class, config_class, ctx, *, base: str, tokenizer, train, task_type: str, evaluation=None,
+    trainer_kwargs: dict | None = None, **defaults,
+):
     """Build a TRL trainer from a stage's recipe section: args, LoRA and quantization.
 
     ``defaults`` are the stage's own defaults for the TRL config; the recipe's
-    ``args`` override them.
+    ``args`` override them. ``trainer_kwargs`` go to the trainer itself (e.g. GRPO's ``reward_funcs``).
     """
+    import dataclasses
+
     from rlhf_plug.models import lora_config, model_init_kwargs, quantization_config
 
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    length = {"max_length": DEFAULT_MAX_LENGTH} if "max_length" in fields else {}  # GRPO/RLOO have none
     args = trainer_config(
-        config_class, ctx, per_device_eval_batch_size=16, max_length=DEFAULT_MAX_LENGTH,
+        config_class, ctx, per_device_eval_batch_size=16, **length,
         model_init_kwargs=model_init_kwargs(ctx.quantization), **defaults,
     )
-    return trainer_class(
+    trainer = trainer_class(
         model=base,
         args=args,
         train_dataset=train,
@@ -83,7 +102,19 @@ def trl_trainer(trainer_class, config_class, ctx, *, base: str, tokenizer, train
         processing_class=tokenizer,
         peft_config=lora_config(ctx.config.lora, task_type),
         quantization_config=quantization_config(ctx.quantization),
+        **(trainer_kwargs or {}),
     )
+    resume_and_stop_on_sigterm(trainer, ctx)
+    return trainer
+
+
+def resume_and_stop_on_sigterm(trainer, ctx) -> None:
+    """``trainer.train()`` continues from the stage's last checkpoint, if any, and stops at a step on SIGTERM."""
+    from rlhf_plug.checkpoints import continue_from_checkpoint
+    from rlhf_plug.preemption import stop_on_sigterm_callback
+
+    continue_from_checkpoint(trainer, ctx)
+    trainer.add_callback(stop_on_sigterm_callback(ctx))
 
 
 def finite(value: Any) -> float | None:
@@ -94,10 +125,24 @@ def finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def numeric_logs(logs: dict | None) -> dict:
+    """The numbers of a TRL log; NaN and inf stay (as floats): ``log_metrics`` records them as null, with a notice."""
+    out = {}
+    for key, value in (logs or {}).items():
+        if finite(value) is not None:
+            out[key] = value
+        elif isinstance(value, float):
+            out[key] = value
+    return out
+
+
 def attach_progress(trainer, ctx, key_metrics: tuple[str, ...] = ("loss",)) -> None:
-    """Replace the trainer's printing/tqdm callbacks with our rich progress bar."""
+    """Replace the trainer's printing/tqdm callbacks with our progress display; keep its tracker logs in the run folder."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from rlhf_plug.tracking import point_trainer_logs
+
+    point_trainer_logs(trainer, ctx)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(progress_callback(ctx, key_metrics))
@@ -205,14 +250,14 @@ def progress_callback(ctx, key_metrics: tuple[str, ...] = ("loss",)):
             self.task = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.progress, self.task = make_progress(ctx, state.max_steps)
+            self.progress, self.task = make_progress(ctx, state.max_steps, state.global_step)  # > 0 when resumed
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.progress is not None:
                 self.progress.update(self.task, completed=state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = {k: v for k, v in (logs or {}).items() if finite(v) is not None}
+            logs = numeric_logs(logs)
             evaluation = any(k.startswith("eval_") for k in logs)
             ctx.log_metrics(state.global_step, logs, evaluation=evaluation)
             if self.progress is not None and not evaluation:
@@ -244,11 +289,13 @@ def save_trained(trainer, ctx, base: str, tokenizer, auto_class: str, **load_kwa
 
     ``adapter/`` holds the LoRA adapter as safetensors; ``model/`` holds the
     merged full-precision model plus tokenizer, which is what the next stage
-    loads.
+    loads. The trainer's trackers are closed first: the stage has logged everything.
     """
     from rlhf_plug.models import merge_adapter
     from rlhf_plug.stage import ADAPTER_DIR, MODEL_DIR
+    from rlhf_plug.tracking import finish_trainer_trackers
 
+    finish_trainer_trackers(trainer)
     uses_lora = ctx.config.lora is not False
     target = ctx.output_dir / (ADAPTER_DIR if uses_lora else MODEL_DIR)
     trainer.save_model(str(target))  # saves on the main process only
@@ -269,6 +316,40 @@ def distributed_state():
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
+
+
+#: What works where, for the errors of :func:`check_distributed_launch`.
+WHAT_WORKS = (
+    "on CPU use DDP (accelerate launch --multi_gpu --num_processes N: gloo); "
+    "FSDP and DeepSpeed ZeRO need CUDA GPUs (configs/accelerate/)"
+)
+
+
+def check_distributed_launch(state) -> None:
+    """Refuse a launch that would silently not be what was asked (before any model loads).
+
+    With ``--use_fsdp``/``--use_deepspeed`` on a machine without CUDA, accelerate cannot shard
+    (FSDP falls back or fails, DeepSpeed fails an assertion), and a launcher that started
+    ``WORLD_SIZE`` processes that each see only themselves would train N independent copies
+    into one run folder. Both are a :class:`~rlhf_plug.errors.UserError` (exit 2).
+    """
+    import os
+
+    import torch
+
+    from rlhf_plug.errors import UserError
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and state.num_processes != world:
+        raise UserError(
+            f"launched as {world} processes (WORLD_SIZE) but accelerate sees {state.num_processes} "
+            f"({state.distributed_type}): each would train alone into the same run folder; {WHAT_WORKS}"
+        )
+    if torch.cuda.is_available():
+        return
+    for variable, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(variable, "false").lower() in ("1", "true", "yes"):
+            raise UserError(f"{name} was requested ({variable}) but there is no CUDA GPU, so it cannot take effect; {WHAT_WORKS}")
 
 
 def run_info(ctx, base: str) -> dict:

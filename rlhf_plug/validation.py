@@ -92,7 +92,11 @@ def _first_error(exc: pydantic.ValidationError, model, data, path: tuple) -> Key
     key = loc[-1] if loc else ""
     if err["type"] == "extra_forbidden":
         allowed = _field_names(model, loc[:-1])
-        hint = did_you_mean(str(key), allowed) or _one_level_down(model, loc[:-1], str(key))
+        hint = (
+            did_you_mean(str(key), allowed)
+            or _one_level_down(model, loc[:-1], str(key))
+            or _one_level_up(model, path, loc, str(key))
+        )
         return KeyPathError(full, f"unknown key '{key}'{hint}")
     if err["type"] == "missing":
         return KeyPathError(full, f"missing required key '{key}'")
@@ -129,6 +133,14 @@ def _one_level_down(model, loc: tuple, key: str) -> str:
             if key in {f.name for f in dataclasses.fields(target)}:
                 return f" (did you mean '{label}.{key}'?)"
     return ""
+
+
+def _one_level_up(model, path: tuple, loc: tuple, key: str) -> str:
+    """`` (did you mean 'stages[1].ppo.report_to'?)`` when ``key`` belongs to the section above (``args.report_to``)."""
+    if len(loc) < 2 or key not in _field_names(model, loc[:-2]):
+        return ""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in (*path, *loc[:-2], key)).lstrip(".")
+    return f" (did you mean '{where}'?)"
 
 
 def _nested_model(annotation):

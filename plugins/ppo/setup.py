@@ -29,12 +29,13 @@ def build_loop(ctx, config, prompts, ptx_rows):
     from transformers import get_scheduler
 
     from rlhf_plug.models import load_tokenizer
+    from rlhf_plug.tracking import accelerator_kwargs
     from rlhf_plug.training import run_info
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
     from rlhf_plug_plugins.ppo.trainer import PPOLoop
 
     return_freed_memory_to_os()
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), **accelerator_kwargs(ctx))
     set_seed(ctx.seed + accelerator.process_index)  # each process samples differently
     args = config.args
     loss = ctx.build("loss", config.loss, ("loss",))

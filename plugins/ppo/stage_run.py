@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlhf_plug.checkpoints import drop_records_after
+from rlhf_plug.preemption import Preempted, stop_requested
 from rlhf_plug.stage import ADAPTER_DIR, METRICS_FILE, MODEL_DIR
+from rlhf_plug.tracking import finish_trackers, log_tables, prefixed, start_trackers
 from rlhf_plug_plugins.ppo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from rlhf_plug_plugins.ppo.evaluation import Evaluation
+from rlhf_plug_plugins.policy_eval import SAMPLES_DIR
+from rlhf_plug_plugins.policy_eval import write_tables as _write_tables
 
 ROLLOUTS_FILE = "rollouts.jsonl"  # per step: the prompt rows used (all processes) and their rewards
-SAMPLES_DIR = "samples"  # evaluation tables, one JSONL per evaluation
 SHOWN = ("reward", "kl", "beta", "clipfrac")
 
 
@@ -19,6 +23,7 @@ def run_loop(ctx, loop, evaluators, held_out, info: dict) -> dict:
 
     args = loop.args
     start, results = _resume(ctx, loop)
+    start_trackers(loop.accelerator, ctx, resumed_at=start, model=info["base_model"])
     if start == 0:
         results = {**info, "prompts": len(loop.prompts), "eval_prompts": 0 if held_out is None else min(len(held_out), args.eval_prompts)}
     evaluation = _evaluation(loop, held_out) if evaluators else None
@@ -30,19 +35,24 @@ def run_loop(ctx, loop, evaluators, held_out, info: dict) -> dict:
             metrics = loop.step(step)
             done = step + 1
             ctx.log_metrics(done, metrics)
+            loop.accelerator.log(prefixed(metrics, "train"), step=done)
             _log_rollout(ctx, loop, done)
             if progress is not None:
                 progress.update(task, completed=done, metrics=metrics_line(metrics, SHOWN))
             if args.eval_every and done % args.eval_every == 0 and done < args.steps:
                 _evaluate(ctx, loop, evaluation, evaluators, done, None)
             # The last step is checkpointed too: a kill in the final evaluation or save loses no training.
-            if args.save_every and done % args.save_every == 0:
+            preempted = stop_requested()  # a collective: every process asks after every step
+            if preempted or (args.save_every and done % args.save_every == 0):
                 state = {**loop.state_dict(done), "results": results}
                 save_checkpoint(ctx.output_dir, done, state, loop.actor_critic, loop.accelerator, args.keep_checkpoints)
+            if preempted:
+                raise Preempted(f"stage {ctx.name} stopped on SIGTERM after step {done} of {args.steps}, checkpoint saved")
     finally:
         if progress is not None:
             progress.stop()
     results.update(_evaluate(ctx, loop, evaluation, evaluators, args.steps, "after"))
+    finish_trackers(loop.accelerator)
     results.update(_training_summary(ctx.output_dir / METRICS_FILE, args.steps))
     _save_final(ctx, loop, info["base_model"])
     return results
@@ -56,19 +66,9 @@ def _resume(ctx, loop) -> tuple[int, dict]:
     step = loop.load_state_dict(state)
     if ctx.is_main_process:
         for name in (METRICS_FILE, ROLLOUTS_FILE):
-            _drop_records_after(ctx.output_dir / name, step)
+            drop_records_after(ctx.output_dir / name, step, ctx.console)
         ctx.console.print(f"  [bold]resuming[/] from checkpoint {found.name} (step {step} of {loop.args.steps})")
     return step, dict(state.get("results", {}))
-
-
-def _drop_records_after(path: Path, step: int) -> None:
-    """Forget what was logged after the checkpoint: those steps run again."""
-    if not path.is_file():
-        return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    tmp.replace(path)
 
 
 def _evaluation(loop, held_out):
@@ -86,17 +86,14 @@ def _evaluate(ctx, loop, evaluation, evaluators, step: int, when: str | None) ->
         metrics, tables = evaluation.run(step, evaluators)
         ctx.log_metrics(step, metrics, evaluation=True)
         _write_tables(ctx.output_dir / SAMPLES_DIR, step, tables)
+        loop.accelerator.log(prefixed(metrics, "eval"), step=step)
+        log_tables(loop.accelerator, tables, step)
         if when is not None:
             out = {f"eval_{k}_{when}": v for k, v in metrics.items()}
     loop.accelerator.wait_for_everyone()
     return out
 
 
-def _write_tables(folder: Path, step: int, tables: dict) -> None:
-    for name, rows in tables.items():
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}-step-{step:06d}.jsonl"
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
 def _log_rollout(ctx, loop, step: int) -> None:

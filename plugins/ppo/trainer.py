@@ -178,7 +178,7 @@ class PPOLoop:
             metrics["explained_variance"] = adv.explained_variance(old_values, returns, mask)
         if getattr(self.kl_controller, "target", None) is not None:  # a controller with a set-point: the KL budget
             metrics["kl_target"] = float(self.kl_controller.target)
-        metrics = {k: v for k, v in self._average(metrics).items() if math.isfinite(v)}  # e.g. no explained variance yet
+        metrics = self._average(metrics)  # a non-finite value (no explained variance yet) is logged as null
         self.kl_controller.update(metrics["kl"], self.args.batch_size * self.accelerator.num_processes)
         metrics.update({"time/rollout": t_gen, "time/update": time.perf_counter() - t1, "time/step": time.perf_counter() - t0})
         self.last_rollout = roll
@@ -209,12 +209,29 @@ class PPOLoop:
                 acc.backward(loss)
                 if args.max_grad_norm is not None:
                     metrics["grad_norm"] = float(acc.clip_grad_norm_(self.actor_critic.parameters(), args.max_grad_norm))
+                self.check_update(loss, step)
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 for k, v in metrics.items():
                     totals[k] = totals.get(k, 0.0) + v / self.updates_per_step
                 update += 1
         return totals
+
+    def check_update(self, loss: torch.Tensor, step: int) -> None:
+        """Stop before an optimizer step that would make the weights non-finite (NaN logits at the next sampling).
+
+        After the backward pass the gradients agree across processes, so every process stops at the same update.
+        """
+        grads = [p.grad.isfinite().all() for p in self.actor_critic.parameters() if p.grad is not None]
+        finite_grads = bool(torch.stack(grads).all()) if grads else True  # one device sync, not one per tensor
+        if finite_grads and math.isfinite(loss.item()):
+            return
+        raise self.ctx.error(
+            ("loss",),
+            f"loss '{self.config.loss.use}' at PPO step {step + 1} is {loss.item():.4g}"
+            f"{'' if finite_grads else ' with non-finite gradients'}; stopped before the update was applied, "
+            "the last checkpoint is kept (lower args.learning_rate or check the reward scale, then --resume)",
+        )
 
     def _average(self, metrics: dict[str, float]) -> dict[str, float]:
         if self.accelerator.num_processes == 1:

@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from rlhf_plug.preemption import EXIT_STATUS, Preempted, resume_command
+        from rlhf_plug.runner import is_main_process
+
+        if isinstance(exc, Preempted):  # SIGTERM: stopped at a step boundary with a checkpoint
+            if is_main_process():
+                print(f"{exc}; resume with: {resume_command()}", file=sys.stderr)
+            return EXIT_STATUS
         print("interrupted", file=sys.stderr)
         return 130

@@ -33,7 +33,7 @@ def _load(args, console=None):
 
         for notice in source.notices:
             console.print(f"[yellow]notice:[/] {escape(notice)}")
-    pm = get_plugin_manager([*args.plugin, *recipe_plugins(data, source)])
+    pm = get_plugin_manager(args.plugin, recipe_modules=recipe_plugins(data, source))
     registries = Registries(pm)
     return pm, registries, validate_recipe(data, registries, source)
 
@@ -202,16 +202,18 @@ def cmd_recipes(args) -> int:
 
 def add_label(sub) -> None:
     from rlhf_plug.labeling import LabelOptions as defaults  # light: no torch until a model is loaded
+    from rlhf_plug.labeling.cli import add_stats, add_web_arguments
 
     p = sub.add_parser(
         "label", help="rank sampled completions (you, or a reward function) into a rankings file",
         description="Sample K completions per prompt and rank them best first; appends to a rankings JSONL "
         "that the reward stage reads as it is. Run the same command again to resume.",
     )
-    p.add_argument("--model", required=True, help="a model alias (smollm2-135m-instruct), a model dir or a stage output dir")
-    p.add_argument("--prompts", required=True, help="a .jsonl/.json file, builtin:NAME, or {use: SOURCE, with: {...}}")
-    p.add_argument("--out", required=True, type=Path, help="the rankings JSONL to append to (created if missing)")
-    p.add_argument("--k", type=int, default=defaults.k, help="completions per prompt, 4 to 9 (default %(default)s)")
+    # --model/--prompts/--out are checked by the session: `label stats FILE` needs none of them
+    p.add_argument("--model", help="a model alias (smollm2-135m-instruct), a model dir or a stage output dir")
+    p.add_argument("--prompts", help="a .jsonl/.json file, builtin:NAME, or {use: SOURCE, with: {...}}")
+    p.add_argument("--out", type=Path, help="the rankings JSONL to append to (created if missing; required)")
+    p.add_argument("--k", type=int, default=None, help=f"completions per prompt, 4 to 9 (default {defaults.k})")
     p.add_argument("--limit", type=int, default=None, help="label only the first N prompts of the source")
     p.add_argument("--seed", type=int, default=defaults.seed, help="sampling seed (prompt i uses seed + i; default %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens, help="default %(default)s")
@@ -222,20 +224,33 @@ def add_label(sub) -> None:
         help="an option of the annotator, e.g. criterion=helpful (repeatable)",
     )
     p.add_argument("--retry-skipped", action="store_true", help="show prompts skipped in earlier sessions again")
+    add_web_arguments(p)
     p.set_defaults(handler=cmd_label)
+    add_stats(p)  # rlhf-plug label stats FILE
 
 
 def cmd_label(args) -> int:
     from dataclasses import fields
 
+    from rlhf_plug.errors import UserError
     from rlhf_plug.labeling import LabelOptions, run_labeling
+    from rlhf_plug.labeling.cli import check_terminal_args, cmd_web
     from rlhf_plug.plugins import get_plugin_manager
     from rlhf_plug.recipe import parse_assignment
     from rlhf_plug.registry import Registries
 
+    if args.out is None:
+        raise UserError("--out is required: the rankings file to append to (or `rlhf-plug label stats FILE`)")
+    if args.k is not None and args.candidates is not None:
+        raise UserError("--k: with --candidates each row is ranked with all its answers; leave out --k")
     given = {f.name: getattr(args, f.name) for f in fields(LabelOptions)}  # each option is a --flag of the same name
+    given["k"] = LabelOptions.k if args.k is None else args.k
     given["annotator_with"] = dict(parse_assignment(item, "--annotator-with") for item in args.annotator_with)
-    return run_labeling(LabelOptions(**given), Registries(get_plugin_manager(args.plugin)), _console())
+    registries = Registries(get_plugin_manager(args.plugin))
+    if args.web:
+        return cmd_web(args, LabelOptions(**given), registries, _console())
+    check_terminal_args(args)
+    return run_labeling(LabelOptions(**given), registries, _console())
 
 
 # --- report ------------------------------------------------------------

@@ -34,9 +34,14 @@ class RewardRanker:
 
 
 def build_reward_ranker(registries, name: str, options: dict[str, Any], console) -> RewardRanker:
-    fn = build_component(registries, "reward_function", name, options, ("--annotator", "--annotator-with"))
+    return RewardRanker(build_standalone_reward(registries, name, options, ("--annotator", "--annotator-with")), name, console)
+
+
+def build_standalone_reward(registries, name: str, options: dict[str, Any], flags: tuple[str, str]) -> Any:
+    """A reward function that works on its own (no ``setup()`` with a training stage's model)."""
+    fn = build_component(registries, "reward_function", name, options, flags)
     if callable(getattr(fn, "setup", None)):
         raise PluginError(
-            f"--annotator: reward function '{name}' needs a training stage's model (it has setup()) and cannot rank here"
+            f"{flags[0]}: reward function '{name}' needs a training stage's model (it has setup()) and cannot rank here"
         )
-    return RewardRanker(fn, name, console)
+    return fn

@@ -8,6 +8,7 @@ same as the PPO stage does. Completions come back in the same shape
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class Sampler:
         self.tokenizer = load_tokenizer(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
+        self.stop = threading.Event()  # set by another thread: generate() returns after the current token
 
     def prompt_ids(self, prompt: Any) -> list[int]:
         if isinstance(prompt, list):
@@ -68,7 +70,7 @@ class Sampler:
     def sample(self, prompt: Any, k: int, index: int) -> Samples:
         """``k`` completions of ``prompt``; seeded by ``seed + index`` so a resumed session samples the same."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         tok = self.tokenizer
         # Never sample padding or other special tokens: only EOS may end a completion.
@@ -81,7 +83,8 @@ class Sampler:
         ids = torch.tensor([self.prompt_ids(prompt)], device=self.device)
         torch.manual_seed(self.seed + index)
         with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                                      stopping_criteria=StoppingCriteriaList([_stop_when(self.stop)]))
         generated = [self._until_eos(row) for row in out[:, ids.shape[1] :].tolist()]
         texts = [tok.decode(row, skip_special_tokens=True).strip() for row in generated]
         shaped = [[{"role": "assistant", "content": t}] if isinstance(prompt, list) else t for t in texts]
@@ -91,3 +94,15 @@ class Sampler:
     def _until_eos(self, row: list[int]) -> list[int]:
         eos = self.tokenizer.eos_token_id
         return row[: row.index(eos) + 1] if eos in row else row
+
+
+def _stop_when(event: threading.Event):
+    """A ``transformers`` stopping criterion that ends generation once ``event`` is set (a server shutting down)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopWhenSet(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenSet()

@@ -20,8 +20,8 @@ K_RANGE = range(4, 10)  # one keystroke per completion: digits 1..9
 
 @dataclass
 class LabelOptions:
-    model: str
-    prompts: str
+    model: str | None
+    prompts: str | None
     out: Path
     k: int = 4
     limit: int | None = None
@@ -31,9 +31,15 @@ class LabelOptions:
     annotator: str | None = None
     annotator_with: dict[str, Any] = field(default_factory=dict)
     retry_skipped: bool = False
+    candidates: Path | None = None  # answers read from a file instead of sampled
 
 
 def check_options(options: LabelOptions) -> None:
+    if options.candidates is not None:
+        if options.model or options.prompts:
+            raise UserError("--candidates gives the prompts and their answers: leave out --model and --prompts")
+    elif not (options.model and options.prompts):
+        raise UserError("give --model and --prompts (answers sampled from a model), or --candidates FILE (answers you have)")
     if options.k not in K_RANGE:
         raise UserError(f"--k must be between {K_RANGE[0]} and {K_RANGE[-1]} (one digit per completion), got {options.k}")
     if options.limit is not None and options.limit < 1:
@@ -44,24 +50,27 @@ def check_options(options: LabelOptions) -> None:
         raise UserError(f"--temperature must be greater than 0 (completions are sampled), got {options.temperature}")
     if options.annotator_with and not options.annotator:
         raise UserError("--annotator-with needs --annotator")
+    check_out(Path(options.out))
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a file to append to, or one to create (its folders are created too)."""
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder; give the rankings file to append to, e.g. {out / 'rankings.jsonl'}")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"--out {out}: {blocking} is a file, not a folder")
 
 
 def run_labeling(options: LabelOptions, registries, console, read=None) -> int:
     """Label until the prompts run out, ``q``, end of input (status 0) or Ctrl-C (130)."""
-    from rlhf_plug.labeling.prompts import load_prompts
-    from rlhf_plug.labeling.sampling import check_model
     from rlhf_plug.labeling.store import RankingStore
 
     check_options(options)
-    check_model(options.model)
+    prompts, where, make_sampler_now = load_answers(options, registries, console)
     ranker = _ranker(options, registries, console, read)
-    prompts, where = load_prompts(options.prompts, registries, options.limit)
     store = RankingStore(Path(options.out), forget_skipped=options.retry_skipped)
-    if store.rankings.repaired:
-        console.print(
-            f"[yellow]{store.path}: removed a partially written last line ({store.rankings.repaired} bytes); "
-            "that prompt will be asked again[/]", soft_wrap=True,
-        )
+    report_repair(console, store)
     pending = [(i, p) for i, p in enumerate(prompts) if not store.done(p)]
     console.print(
         f"{len(prompts)} prompts from {where}: {len(prompts) - len(pending)} already ranked or skipped in {store.path}, "
@@ -69,7 +78,7 @@ def run_labeling(options: LabelOptions, registries, console, read=None) -> int:
     )
     if not pending:
         return 0
-    sampler = _sampler(options, console)
+    sampler = make_sampler_now()
     counts: Counter = Counter()
     try:
         finished = _label_all(pending, sampler, ranker, store, options.k, counts, console)
@@ -102,7 +111,33 @@ def _ranker(options: LabelOptions, registries, console, read):
     return HumanRanker(console, read)
 
 
-def _sampler(options: LabelOptions, console):
+def report_repair(console, store) -> None:
+    if store.rankings.repaired:
+        console.print(
+            f"[yellow]{store.path}: removed a partially written last line ({store.rankings.repaired} bytes); "
+            "that prompt will be asked again[/]", soft_wrap=True,
+        )
+
+
+def load_answers(options: LabelOptions, registries, console):
+    """The prompts, where they came from, and a function that makes the sampler (a model loads only when called).
+
+    With ``--candidates`` the "sampler" hands out the file's answers.
+    """
+    if options.candidates is not None:
+        from rlhf_plug.labeling.candidates import CandidateSampler, read_candidates
+
+        rows = read_candidates(Path(options.candidates))[: options.limit or None]
+        return [p for p, _ in rows], str(options.candidates), lambda: CandidateSampler(rows, options.seed)
+    from rlhf_plug.labeling.prompts import load_prompts
+    from rlhf_plug.labeling.sampling import check_model
+
+    check_model(options.model)
+    prompts, where = load_prompts(options.prompts, registries, options.limit)
+    return prompts, where, lambda: make_sampler(options, console)
+
+
+def make_sampler(options: LabelOptions, console):
     from rlhf_plug.labeling.sampling import Sampler, model_location
 
     path = model_location(options.model, console)

@@ -19,8 +19,11 @@ from rlhf_plug.report.load import RUN_INFO_FILE
 LIBRARIES = ("rlhf-plug", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "matplotlib")
 
 
-def start_run_info(run_dir: Path, loaded, pm) -> dict:
-    """Write run.json for a run that is starting; returns the record to pass to :func:`finish_run_info`."""
+def start_run_info(run_dir: Path, loaded, pm, previous: dict | None = None) -> dict:
+    """Write run.json for a run that is starting; returns the record to pass to :func:`finish_run_info`.
+
+    ``previous``: the record of the run this one resumes (its start, end and status are kept).
+    """
     info = {
         "recipe": loaded.recipe.name,
         "recipe_file": loaded.source.file,
@@ -38,9 +41,44 @@ def start_run_info(run_dir: Path, loaded, pm) -> dict:
         "accelerator": _accelerator(),
         "versions": library_versions(),
         "plugins": {name: _source(pm, name) for name, _ in sorted(pm.list_name_plugin())},
+        "host": platform.node(),
+        "pid": os.getpid(),
     }
+    if previous:
+        info["resumes"] = {k: previous.get(k) for k in ("started", "finished", "status", "completed")}
     _save(run_dir, info)
     return info
+
+
+def settle_unfinished_run(run_dir: Path) -> dict | None:
+    """Mark a run.json that still says "running" as interrupted: its process was killed before it could
+    record its end (SIGKILL, a power cut). Returns the previous record, if any.
+
+    A run whose process is still alive on this machine (a second run into the same folder) is left alone.
+    """
+    path = run_dir / RUN_INFO_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("status") != "running" or _still_running(info):
+        return info if isinstance(info, dict) else None
+    info = {**info, "status": "interrupted", "error": "the run ended without recording its end (killed?)"}
+    _save(run_dir, info)
+    return info
+
+
+def _still_running(info: dict) -> bool:
+    pid = info.get("pid")
+    if info.get("host") != platform.node() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def finish_run_info(run_dir: Path, info: dict, completed: list[str], error: BaseException | None = None) -> None:
