@@ -178,7 +178,7 @@ class PlainProgress:
 
     def _print(self) -> None:
         self.printed = self.completed
-        self.console.print(self.line(), highlight=False, markup=False)
+        self.console.print(self.line(), highlight=False, markup=False, soft_wrap=True)  # one line, however long
 
     def line(self) -> str:
         import time

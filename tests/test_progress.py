@@ -22,6 +22,18 @@ def test_plain_lines_every_few_steps_with_that_steps_metrics():
     assert lines[-1].startswith("reward: step 40/40") and lines[-1].endswith("loss 0.025")
 
 
+def test_a_long_line_is_not_wrapped_at_a_log_files_width():
+    """A console that is not a terminal is 80 columns wide: a line with several metrics must stay one line."""
+    out = io.StringIO()
+    progress = PlainProgress(Console(file=out, width=80), "sft", total=2)
+    metrics = "loss 0.6667  mean_token_accuracy 0.8596  entropy 1.234  grad_norm 0.5"
+    progress.update(completed=1, metrics=metrics)
+    progress.update(completed=2, metrics=metrics)
+    progress.stop()
+    lines = out.getvalue().splitlines()
+    assert lines and all(line.startswith("sft: step ") and line.endswith(metrics) for line in lines), lines
+
+
 def test_a_resumed_stage_counts_eta_from_where_it_started():
     out = io.StringIO()
     progress = PlainProgress(Console(file=out, width=200), "ppo", total=4, completed=2)
