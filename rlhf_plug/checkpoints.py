@@ -110,5 +110,24 @@ def continue_from_checkpoint(trainer, ctx) -> Path | None:
         ctx.console.print(f"  [bold]resuming[/] from checkpoint {found.name} (step {checkpoint_step(found)})")
     # Trainer.train() takes the checkpoint as an argument and the stages call train() themselves: bind it
     # here, so that every stage built with rlhf_plug.training.trl_trainer resumes without its own code.
-    trainer.train = partial(trainer.train, resume_from_checkpoint=str(found))
+    if 0 < trainer.args.max_steps <= checkpoint_step(found):
+        trainer.train = partial(_already_trained, trainer, found)
+    else:
+        trainer.train = partial(trainer.train, resume_from_checkpoint=str(found))
     return found
+
+
+def _already_trained(trainer, checkpoint: Path, **_):
+    """Load a checkpoint taken at ``max_steps`` and train nothing more.
+
+    transformers' loop resumed at ``max_steps`` still runs one more step (unless ``max_steps`` is a whole
+    number of epochs), so the weights are loaded here instead. ``_load_from_checkpoint`` is private, but it
+    is what ``Trainer.train(resume_from_checkpoint=...)`` itself uses for the weights, adapters included.
+    """
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(checkpoint / TRAINER_STATE))
+    losses = [record["loss"] for record in trainer.state.log_history if "loss" in record]
+    return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})

@@ -81,6 +81,32 @@ def test_an_interrupted_stage_resumes_from_its_last_checkpoint(stage, tmp_path, 
     assert not list(root.glob(".*partial")), "no temporary folders left"
 
 
+class StopAfterFinalEvaluation(StopAt):
+    """Interrupts SFT at its final evaluation: the checkpoint of its last step is already written."""
+
+    @hookimpl
+    def rlhf_evaluate(self, stage, step, metrics):
+        if stage.name == "sft" and step > 0:
+            raise KeyboardInterrupt
+
+
+def test_a_stage_cut_after_its_last_step_resumes_without_training_more(tmp_path, tiny_model, registries, pm):
+    # 4 steps of an epoch of 5 (18 rows, batch 4): transformers would resume with a fifth step.
+    text = RECIPE.format(model=tiny_model, out=tmp_path / "runs").replace("max_steps: 5", "max_steps: 4", 1)
+    recipe = write_recipe(tmp_path / "r.yaml", text)
+    root = tmp_path / "runs" / "resume"
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, registries, pm, StopAfterFinalEvaluation())
+    assert (root / ".sft.partial" / "trainer" / "checkpoint-4").is_dir()
+    seen = StopAt()
+    text = run(recipe, registries, pm, seen, resume=True)
+    assert "resuming from checkpoint checkpoint-4 (step 4)" in text
+    results = json.loads((root / "sft" / "results.json").read_text())
+    assert results["steps"] == 4, "no fifth step after resuming at max_steps"
+    assert train_steps(root / "sft") == [1, 2, 3, 4]
+    assert (root / "sft" / "adapter").is_dir()
+
+
 def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, tiny_model, registries, pm):
     recipe = write_recipe(tmp_path / "r.yaml", RECIPE.format(model=tiny_model, out=tmp_path / "runs"))
     root = tmp_path / "runs" / "resume"
