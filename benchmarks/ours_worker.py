@@ -31,7 +31,7 @@ stages:
       reward: [{{use: learned_rm, with: {{model: {reward}}}}}]
       kl: {{use: fixed, with: {{init: 0.05}}}}
       loss: {{use: ppo_clip, with: {{cliprange: 0.2, cliprange_value: 0.2, vf_coef: 0.1}}}}
-      generation: {{max_new_tokens: 32, temperature: 0.7}}
+      generation: {{max_new_tokens: {max_new_tokens}, temperature: 0.7}}
       lora: {{r: 8, lora_alpha: 16, lora_dropout: 0.0, target_modules: all-linear}}
       evaluators: []
       args:
@@ -45,6 +45,8 @@ stages:
         reward_clip: null
         value_model: {value_model}
         bf16: {bf16}
+        max_prompt_length: 1024
+        gradient_checkpointing: {checkpointing}
 """
 
 
@@ -59,6 +61,9 @@ def main(argv=None) -> None:
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--learning-rate", type=float, default=1e-4)
     p.add_argument("--value-model", choices=("trunk", "adapter"), default="trunk")
+    p.add_argument("--response-length", type=int, default=32)
+    p.add_argument("--gradient-checkpointing", choices=("auto", "true", "false"), default="auto")
+    p.add_argument("--set", action="append", default=[], help="a recipe override, as `rlhf-plug run --set` takes")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -76,20 +81,24 @@ def main(argv=None) -> None:
         recipe.write_text(RECIPE.format(
             policy=args.policy, out=Path(tmp) / "runs", seed=args.seed, prompts=args.prompts, reward=args.reward,
             updates=args.updates, lr=args.learning_rate, value_model=args.value_model,
-            bf16="true" if args.dtype == "bf16" else "false",
+            bf16="true" if args.dtype == "bf16" else "false", max_new_tokens=args.response_length,
+            checkpointing=args.gradient_checkpointing,
         ))
         pm = get_plugin_manager(autoload=False)
         registries = Registries(pm)
         start = time.perf_counter()
-        results = run_recipe(load_recipe(recipe, registries, []), registries, pm, Console(file=io.StringIO()))["ppo"]
+        loaded = load_recipe(recipe, registries, list(args.set))
+        results = run_recipe(loaded, registries, pm, Console(file=io.StringIO()))["ppo"]
         total = time.perf_counter() - start
         rows = [json.loads(x) for x in (Path(tmp) / "runs" / "bench" / "ppo" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    phases = {"generation": "time/rollout", "reference": "time/reference", "reward": "time/reward", "update": "time/update"}
     out = {
         "impl": f"rlhf-plug PPO (value: {args.value_model})",
         "seconds_per_update": [r["time/step"] for r in train],
         "generation_seconds_per_update": [r["time/rollout"] for r in train],
+        "phase_seconds_per_update": {k: [r.get(key, float("nan")) for r in train] for k, key in phases.items()},
         "scores": [r["reward"] for r in train],
         "kl": [r["kl"] for r in train],
         "peak_rss_gib": peak,
@@ -98,7 +107,9 @@ def main(argv=None) -> None:
         "trainable_parameters": results.get("trainable_parameters"),
         "versions": _versions(),
         "settings": {"dtype": args.dtype, "threads": args.threads, "learning_rate": args.learning_rate,
-                     "value_model": args.value_model, "updates": args.updates, "seed": args.seed},
+                     "value_model": args.value_model, "updates": args.updates, "seed": args.seed,
+                     "response_length": args.response_length, "gradient_checkpointing": args.gradient_checkpointing,
+                     "overrides": args.set},
     }
     Path(args.out).write_text(json.dumps(out, indent=2))
 

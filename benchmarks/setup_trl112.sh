@@ -13,7 +13,7 @@ TORCH=torch==2.13.0
 # trl 1.12.0 on the same transformers/peft/accelerate/datasets as the project's own environment,
 # so that only the PPO implementation differs. (trl 1.12.0 also ran unchanged, same scores, on
 # transformers 5.12.1, the release current when it came out.)
-PINS=(trl==1.12.0 transformers==5.23.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0)
+PINS=(trl==1.12.0 transformers==5.24.0 peft==0.21.2 accelerate==1.15.0 datasets==5.2.0)
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q "$TORCH"

@@ -40,6 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--learning-rate", type=float, default=3e-6, help="TRL PPOConfig's default: 3e-6")
+    p.add_argument("--response-length", type=int, default=32)
+    p.add_argument("--gradient-checkpointing", choices=("true", "false"), default="false",
+                   help="PPOConfig.gradient_checkpointing (TRL's default is true)")
     p.add_argument("--out", required=True)
     return p.parse_args(argv)
 
@@ -84,13 +87,13 @@ def make_trainer(args, tok, policy, reward, value, dataset, callback):
         num_mini_batches=1,
         num_ppo_epochs=1,
         total_episodes=PROMPTS_PER_UPDATE * args.updates,
-        response_length=32,
+        response_length=args.response_length,
         temperature=0.7,
         learning_rate=args.learning_rate,
         stop_token="eos",
         missing_eos_penalty=None,
         bf16=args.dtype == "bf16",  # TRL's base config defaults bf16=True: always set it
-        gradient_checkpointing=False,  # TRL's base config defaults it on; our engine does not checkpoint
+        gradient_checkpointing=args.gradient_checkpointing == "true",  # TRL's base config defaults it on
         use_cpu=True,
         seed=args.seed,
         num_sample_generations=0,
@@ -127,18 +130,26 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     transformers.set_seed(args.seed)  # before the LoRA adapter is initialised
 
-    # Time generation by wrapping the module-level function PPOTrainer.train() calls for it.
-    gen_seconds = [0.0]
-    batch_generation = trl_ppo.batch_generation
+    # Time the rollout phases by wrapping the module-level functions PPOTrainer.train() calls:
+    # batch_generation (generation), forward without grad (the reference pass; the policy's rollout
+    # logprobs come from generation's logits), get_reward on the reward model (reward) and on the value model (value).
+    phases = {name: [0.0] for name in ("generation", "reference", "reward", "value")}
+    reward_models = []
 
-    def timed_batch_generation(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return batch_generation(*a, **kw)
-        finally:
-            gen_seconds[-1] += time.perf_counter() - t
+    def timed(fn, phase_of):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                phase = phase_of(*a)
+                if phase:
+                    phases[phase][-1] += time.perf_counter() - t
+        return wrapper
 
-    trl_ppo.batch_generation = timed_batch_generation
+    trl_ppo.batch_generation = timed(trl_ppo.batch_generation, lambda *a: "generation")
+    trl_ppo.forward = timed(trl_ppo.forward, lambda *a: None if torch.is_grad_enabled() else "reference")
+    trl_ppo.get_reward = timed(trl_ppo.get_reward, lambda model, *a: "reward" if any(model is m for m in reward_models) else "value")
 
     class Recorder(TrainerCallback):
         def __init__(self):
@@ -152,10 +163,12 @@ def main(argv=None):
 
         def on_step_end(self, *_, **__):  # called once per PPO update, after the optimizer step
             self.stamps.append(time.perf_counter())
-            gen_seconds.append(0.0)
+            for seconds in phases.values():
+                seconds.append(0.0)
 
     rec = Recorder()
     tok, policy, reward, value, dataset = load(args)
+    reward_models.append(reward)
     trainer, config = make_trainer(args, tok, policy, reward, value, dataset, rec)
     t_setup = time.perf_counter() - t_start
     trainer.train()
@@ -169,7 +182,8 @@ def main(argv=None):
     result = {
         "impl": f"trl-{versions['trl']} PPOTrainer",
         "seconds_per_update": per_update,
-        "generation_seconds_per_update": gen_seconds[: len(per_update)],
+        "generation_seconds_per_update": phases["generation"][: len(per_update)],
+        "phase_seconds_per_update": {k: v[: len(per_update)] for k, v in phases.items()},
         "peak_rss_gib": max(rss_self, rss_children),
         "peak_rss_gib_self": rss_self,
         "peak_rss_gib_children": rss_children,

@@ -20,6 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing
+from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
+
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
 VALUE = "value"
 
@@ -44,6 +47,8 @@ class ActorCritic(nn.Module):
         nn.init.zeros_(self.value_head.bias)
         self.reward_heads = nn.ModuleDict()
         self.trainable_adapters = {POLICY} | ({VALUE} if value_mode == "adapter" else set())
+        self.checkpointing = None  # a Checkpointing, set by build_actor_critic
+        self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.prefix)
         self._index_lora_params()
         self.fix_trainable()
 
@@ -61,13 +66,13 @@ class ActorCritic(nn.Module):
     # transformers-style switches, for TRL's unwrap_model_for_generation
     @property
     def is_gradient_checkpointing(self) -> bool:
-        return bool(getattr(self.causal_lm, "is_gradient_checkpointing", False))
+        return is_checkpointing(self.causal_lm)
 
     def gradient_checkpointing_disable(self) -> None:
-        self.causal_lm.gradient_checkpointing_disable()
+        disable_checkpointing(self.causal_lm)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        self.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+        enable_checkpointing(self.causal_lm, 1)  # the next training forward chooses again (Checkpointing)
 
     def _index_lora_params(self) -> None:
         """(param, trainable) for every LoRA weight; rebuilt when an adapter is added."""
@@ -143,9 +148,18 @@ class ActorCritic(nn.Module):
 
     def _hidden(self, input_ids, attention_mask, start: int | None = None):
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        hidden = out.last_hidden_state
+        first, length = shared_prefix(input_ids, attention_mask) if self._may_share_prefix() else (None, 0)
+        if length:
+            hidden = hidden_with_shared_prefix(self.trunk, input_ids, attention_mask, position_ids, first, length)
+        else:
+            out = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            hidden = out.last_hidden_state
         return hidden if start is None else hidden[:, start - 1 : -1]
+
+    def _may_share_prefix(self) -> bool:
+        """Not where layers are checkpointed: transformers drops the KV cache there."""
+        checkpointed = torch.is_grad_enabled() and self.checkpointing is not None and self.checkpointing.every is not None
+        return self.share_prefix and not checkpointed
 
     def _response_logprobs(self, hidden, response_ids):
         from trl.trainer.utils import selective_log_softmax_and_entropy
@@ -161,6 +175,10 @@ class ActorCritic(nn.Module):
 
     def _train(self, input_ids, attention_mask, prompt_length: int, with_values: bool = True, ptx=None) -> TrainOutput:
         response_ids = input_ids[:, prompt_length:]
+        if self.checkpointing is not None and torch.is_grad_enabled():
+            length = shared_prefix(input_ids, attention_mask)[1] if self.share_prefix else 0
+            shared = input_ids.shape[0] * (input_ids.shape[1] - length) + length if length else None
+            self.checkpointing.before_forward(input_ids.numel(), shared)
         hidden = self._hidden(input_ids, attention_mask, prompt_length)
         logprobs, entropy = self._response_logprobs(hidden, response_ids)
         values = None
@@ -206,14 +224,15 @@ class ActorCritic(nn.Module):
 
 def build_actor_critic(
     base_path: str, quantization: str, lora_options, value_mode: str, temperature: float, device,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | str = False, activation_budget_gib: float = 0.5,
 ):
     """Load the base once and wrap it: policy adapter (+ value adapter), value head; dropout off.
 
     With ``gradient_checkpointing`` the trunk keeps only each layer's input for
     the backward pass (recomputing the rest): activation memory falls from
     about 1.3 MB to 0.1 MB per token for SmolLM2-135M, for about one extra
-    forward pass per update.
+    forward pass per update. ``"auto"`` decides per batch from ``activation_budget_gib``
+    (:mod:`rlhf_plug_plugins.ppo.checkpointing`).
     """
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
@@ -230,10 +249,8 @@ def build_actor_critic(
     if value_mode == "adapter":
         peft_model.add_adapter(VALUE, config)
     disable_dropout_in_model(peft_model)
-    if gradient_checkpointing:
-        # Non-reentrant: the frozen base's inputs need no grad for LoRA's gradients to flow.
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = ActorCritic(peft_model, value_mode, temperature)
-    model.train(gradient_checkpointing)  # checkpointing acts in train mode only; dropout is off either way
+    model.checkpointing = Checkpointing(base, gradient_checkpointing, activation_budget_gib)
+    model.train(model.checkpointing.may_checkpoint)  # checkpointing acts in train mode only; dropout is off either way
     model.value_head.to(device)
     return model

@@ -74,7 +74,22 @@ class PPOArgs(Strict):
         "trunk", description="value head on the policy's hidden states, or its own LoRA adapter plus head"
     )
     max_prompt_length: PositiveInt = 256
-    gradient_checkpointing: bool = Field(True, description="recompute trunk activations in backward: far less memory")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="recompute trunk activations in backward: far less memory, one more forward pass; "
+        "auto: only for batches whose activations would exceed activation_budget_gib",
+    )
+    merged_sampling: bool = Field(
+        True, description="sample with the policy LoRA merged into temporary copies of the weights (faster decoding; "
+        "samples can differ from unmerged sampling by float rounding); false: peft's unmerged forward",
+    )
+    share_prompt_prefix: bool = Field(
+        True, description="run the prompt prefix every row of a batch shares (e.g. a chat template's system prompt) "
+        "once per forward pass, not once per row",
+    )
+    activation_budget_gib: Annotated[float, Field(gt=0)] = Field(
+        0.5, description="with gradient_checkpointing auto: activations a training forward may keep before checkpointing "
+        "(every n-th layer when that is enough)",
+    )
     eval_every: Annotated[int, Field(ge=0)] = Field(0, description="evaluate every N steps (0: before and after only)")
     eval_prompts: PositiveInt = Field(64, description="held-out prompts used per evaluation (at most)")
     save_every: Annotated[int, Field(ge=0)] = Field(0, description="checkpoint every N steps (0: never mid-stage)")

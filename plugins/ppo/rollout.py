@@ -96,9 +96,14 @@ def decode_completions(tokenizer, prompts: list[Any], response_ids: torch.Tensor
 
 
 @torch.no_grad()
-def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length: int, device) -> Rollout:
-    """Sample one response per prompt from ``policy`` (a causal LM, dropout off)."""
+def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length: int, device, share_prefix: bool = False) -> Rollout:
+    """Sample one response per prompt from ``policy`` (a causal LM, dropout off).
+
+    With ``share_prefix`` the prompt prefix all rows share is prefilled once (:mod:`rlhf_plug_plugins.ppo.prefix`).
+    """
     from transformers import GenerationConfig
+
+    from rlhf_plug_plugins.ppo.prefix import generation_inputs
 
     prompt_ids, prompt_mask = left_pad(
         [prompt_token_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, max_prompt_length
@@ -109,7 +114,10 @@ def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         repetition_penalty=1.0, use_cache=True,
     )
-    out = policy.generate(input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device), generation_config=config)
+    input_ids, attention_mask, cache = prompt_ids.to(device), prompt_mask.to(device), {}
+    if share_prefix:
+        input_ids, attention_mask, cache = generation_inputs(policy.get_base_model(), input_ids, attention_mask)
+    out = policy.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **cache)
     response = out[:, prompt_ids.shape[1] :].cpu()
     response_ids, response_mask, has_eos = truncate_after_eos(response, tokenizer.eos_token_id, tokenizer.pad_token_id)
     completions = decode_completions(tokenizer, prompts, response_ids, response_mask)

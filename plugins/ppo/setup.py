@@ -44,8 +44,9 @@ def build_loop(ctx, config, prompts, ptx_rows):
     tokenizer = load_tokenizer(base)
     actor_critic = build_actor_critic(
         base, ctx.quantization, config.lora, args.value_model if needs_value else "trunk",
-        config.generation.temperature, accelerator.device, args.gradient_checkpointing,
+        config.generation.temperature, accelerator.device, args.gradient_checkpointing, args.activation_budget_gib,
     )
+    actor_critic.share_prefix = args.share_prompt_prefix
     if not needs_value:
         actor_critic.value_head.requires_grad_(False)
     rewards = _components(ctx, config.reward, "reward")

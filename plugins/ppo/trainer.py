@@ -60,12 +60,13 @@ class PPOLoop:
     def generate(self, prompts: list, adapter_on: bool = True) -> Rollout:
         from trl.models.utils import unwrap_model_for_generation
 
+        from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
+
         with unwrap_model_for_generation(self.model, self.accelerator) as unwrapped, self.autocast():
-            adapter = unwrapped.adapter("default" if adapter_on else None)
-            with adapter:
+            with sampling_weights(unwrapped, adapter_on, self.args.merged_sampling):
                 return sample(
                     unwrapped.peft, self.tokenizer, prompts, self.config.generation,
-                    self.args.max_prompt_length, self.accelerator.device,
+                    self.args.max_prompt_length, self.accelerator.device, self.args.share_prompt_prefix,
                 )
 
     def _forward(self, role: str, roll: Rollout, **kwargs):
@@ -141,17 +142,26 @@ class PPOLoop:
         t_gen = time.perf_counter() - t0
         raw, metrics = self.score(roll, step + 1)
         scores = self.normalise(raw)
+        t_reward = time.perf_counter() - t0 - t_gen
         mask = roll.response_mask.to(self.accelerator.device)
         needs_value = getattr(self.loss, "needs_value", True)
         fused = self.updates_per_step == 1  # one epoch, one minibatch: the rollout forward is the training forward
-        with torch.no_grad():
-            ref_logprobs = self._forward("reference", roll)
+        t1 = time.perf_counter()
+        # While the policy adapter is still zero (the first step) the reference pass equals the policy's, bit for bit.
+        reference_is_policy = self.actor_critic.policy_is_identity()
+        if not reference_is_policy:
+            with torch.no_grad():
+                ref_logprobs = self._forward("reference", roll)
+        t_reference = time.perf_counter() - t1
+        t1 = time.perf_counter()
         if fused:
             first = self._forward("train", roll, with_values=needs_value, ptx=self.ptx_batch(step * self.updates_per_step))
         else:
             with torch.no_grad():
                 first = self._forward("train", roll, with_values=needs_value)
         old_logprobs = first.logprobs.detach()
+        if reference_is_policy:
+            ref_logprobs = old_logprobs
         old_values = first.values.detach() if needs_value else torch.zeros_like(old_logprobs)
         kl = adv.kl_estimate(old_logprobs, ref_logprobs, self.args.kl_estimator) * mask
         beta = self.kl_controller.value
@@ -163,7 +173,6 @@ class PPOLoop:
             "old_logprobs": old_logprobs, "old_values": old_values, "advantages": advantages,
             "returns": returns, "mask": mask,
         }
-        t1 = time.perf_counter()
         loss_metrics = self.optimise(roll, rollout_data, first if fused else None, step)
         self.scheduler.step()
         seq_kl = kl.sum(1)
@@ -180,7 +189,10 @@ class PPOLoop:
             metrics["kl_target"] = float(self.kl_controller.target)
         metrics = self._average(metrics)  # a non-finite value (no explained variance yet) is logged as null
         self.kl_controller.update(metrics["kl"], self.args.batch_size * self.accelerator.num_processes)
-        metrics.update({"time/rollout": t_gen, "time/update": time.perf_counter() - t1, "time/step": time.perf_counter() - t0})
+        metrics.update({
+            "time/rollout": t_gen, "time/reward": t_reward, "time/reference": t_reference,
+            "time/update": time.perf_counter() - t1, "time/step": time.perf_counter() - t0,
+        })
         self.last_rollout = roll
         return metrics
 

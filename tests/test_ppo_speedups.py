@@ -1,0 +1,102 @@
+"""The PPO engine's shortcuts compute what the plain passes compute: a shared prompt prefix
+run once, sampling with the LoRA merged into temporary weights, checkpointing chosen by a budget."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def actor_critic(tiny_policy):
+    import torch
+    from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
+
+    torch.manual_seed(0)
+    model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "trunk", 0.7, torch.device("cpu"), "auto")
+    with torch.no_grad():
+        for name, param in model.peft.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)  # a policy that differs from the reference
+            if "value_head" in name:
+                param.normal_(0, 0.05)
+        model.value_head.weight.normal_(0, 0.05)
+    return model
+
+
+def _batch(tokenizer, prefix_words: int = 12):
+    """Left-padded prompts that open with the same system message, then right-padded responses."""
+    import torch
+    from rlhf_plug_plugins.ppo.rollout import left_pad, prompt_token_ids, right_pad
+
+    system = {"role": "system", "content": " ".join(["You are a careful helpful assistant."] * (prefix_words // 6 + 1))}
+    prompts = [[system, {"role": "user", "content": text}] for text in ("Compute 5 times 16.", "Hi", "What is in my car right now, please?")]
+    prompt_ids, prompt_mask = left_pad([prompt_token_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, 256)
+    response_ids, response_mask = right_pad([[5, 6, 7, 8], [9, 10], [11, 12, 13]], tokenizer.pad_token_id)
+    return prompts, torch.cat([prompt_ids, response_ids], 1), torch.cat([prompt_mask, response_mask], 1), prompt_ids.shape[1]
+
+
+def test_a_shared_prefix_run_once_gives_the_same_logprobs_values_and_gradients(actor_critic, tiny_policy):
+    import torch
+    from rlhf_plug_plugins.ppo.prefix import shared_prefix
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
+    _, ids, mask, prompt_length = _batch(tokenizer)
+    assert shared_prefix(ids, mask)[1] >= 8, "the rows should share their system message"
+    response_mask = mask[:, prompt_length:].float()
+
+    def passes(share: bool):
+        actor_critic.share_prefix = share
+        actor_critic.zero_grad(set_to_none=True)
+        out = actor_critic(role="train", input_ids=ids, attention_mask=mask, prompt_length=prompt_length)
+        ((out.logprobs + out.values) * response_mask).sum().backward()
+        grads = [p.grad.clone() for p in actor_critic.parameters() if p.grad is not None]
+        with torch.no_grad():
+            reference = actor_critic(role="reference", input_ids=ids, attention_mask=mask, prompt_length=prompt_length)
+        return out.logprobs.detach() * response_mask, out.values.detach() * response_mask, reference * response_mask, grads
+
+    plain, shared = passes(False), passes(True)
+    for a, b in zip(plain[:3], shared[:3]):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+    assert len(plain[3]) == len(shared[3]) > 0
+    for a, b in zip(plain[3], shared[3]):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_sampling_merged_or_with_a_shared_prefix_draws_the_same_tokens_and_leaves_the_weights(actor_critic, tiny_policy):
+    from types import SimpleNamespace
+
+    import torch
+    from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
+    from rlhf_plug_plugins.ppo.rollout import sample
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
+    prompts = _batch(tokenizer)[0]
+    before = {n: p.clone() for n, p in actor_critic.peft.named_parameters()}
+    generation = SimpleNamespace(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=6)
+    drawn = []
+    for merge, share in ((False, False), (True, False), (False, True), (True, True)):
+        torch.manual_seed(1)
+        with sampling_weights(actor_critic, True, merge):
+            drawn.append(sample(actor_critic.peft, tokenizer, prompts, generation, 256, torch.device("cpu"), share).response_ids)
+    assert all(torch.equal(drawn[0], d) for d in drawn[1:])
+    assert all(torch.equal(before[n], p) for n, p in actor_critic.peft.named_parameters())
+    assert actor_critic.peft.active_adapter == "default" and not actor_critic.policy_is_identity()
+
+
+def test_auto_checkpointing_keeps_short_batches_and_checkpoints_long_ones(actor_critic):
+    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, checkpoint_every, is_checkpointing
+
+    assert checkpoint_every(0.6, 1.0, 30) is None
+    assert checkpoint_every(1.5, 1.0, 30) == 3  # every third layer: 1.5 · 2/3 = 1.0 fits
+    assert checkpoint_every(4.0, 1.0, 30) == 1
+    lm = actor_critic.causal_lm
+    budget = Checkpointing(lm, "auto", budget_gib=1e-4)  # ~100 KiB: the tiny model's short batch fits, a long one does not
+    budget.before_forward(8)
+    assert budget.every is None and not is_checkpointing(lm)
+    budget.before_forward(4096)
+    assert budget.every == 1 and is_checkpointing(lm)
+    budget.before_forward(8)
+    assert not is_checkpointing(lm)
+    assert Checkpointing(lm, True).choose(1) == 1 and Checkpointing(lm, False).choose(10**9) is None
