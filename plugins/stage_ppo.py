@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rlhf_plug import hookimpl
 from rlhf_plug_plugins.ppo.config import PPOStageConfig
+from rlhf_plug_plugins.ppo.rewards import check_reward_refs
 
 PROMPT_FORMATS = ("prompt_only", "prompt_completion")
 PTX_FORMATS = ("language_modeling",)
@@ -36,16 +37,7 @@ class PPOStage:
                 ("args", "mini_batches"),
                 f"batch_size ({config.args.batch_size}) must be a multiple of mini_batches ({config.args.mini_batches})",
             )
-        seen: set[str] = set()
-        for key, refs in (("reward", config.reward), ("judges", config.judges)):
-            for i, ref in enumerate(refs):
-                ctx.component("reward_function", ref, (key, i))
-                if ref.label in seen:
-                    raise ctx.error(
-                        (key, i, "name" if ref.name else "use"),
-                        f"'{ref.label}' appears twice in reward/judges; give one a different `name:`",
-                    )
-                seen.add(ref.label)
+        check_reward_refs(ctx, config)  # the same check as the TRL policy stages
         ctx.component("kl_controller", config.kl, ("kl",))
         ctx.component("loss", config.loss, ("loss",))
         for i, ref in enumerate(config.evaluators):

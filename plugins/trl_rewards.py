@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlhf_plug.rewards import call_reward_function
-from rlhf_plug_plugins.ppo.rewards import RewardComponent, RewardSetup, setup_rewards
+from rlhf_plug_plugins.ppo.rewards import RewardComponent, RewardSetup, check_reward_refs, setup_rewards  # noqa: F401 (re-exported)
 
 
 class CheckedReward:
@@ -48,17 +48,3 @@ def setup_components(ctx, components: list[RewardComponent], base: str, tokenize
     """``setup(context)`` for the functions that want it; no shared base here (``actor_critic`` is None),
     so ``learned_rm`` loads the reward stage's merged model on its own."""
     setup_rewards(components, lambda c: RewardSetup(ctx, base, None, tokenizer, device, c.key))
-
-
-def check_reward_refs(ctx, config) -> None:
-    """Each reward and judge exists, its ``with:`` is valid, and no label appears twice."""
-    seen: set[str] = set()
-    for key in ("reward", "judges"):
-        for i, ref in enumerate(getattr(config, key, [])):
-            ctx.component("reward_function", ref, (key, i))
-            if ref.label in seen:
-                raise ctx.error(
-                    (key, i, "name" if ref.name else "use"),
-                    f"'{ref.label}' appears twice in reward/judges; give one a different `name:`",
-                )
-            seen.add(ref.label)

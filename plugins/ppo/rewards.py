@@ -50,3 +50,17 @@ def setup_rewards(components: list[RewardComponent], make_setup) -> None:
         setup = getattr(component.fn, "setup", None)
         if callable(setup):
             setup(make_setup(component))
+
+
+def check_reward_refs(ctx, config) -> None:
+    """Each reward and judge exists, its ``with:`` is valid, and no label appears twice."""
+    seen: set[str] = set()
+    for key in ("reward", "judges"):
+        for i, ref in enumerate(getattr(config, key, [])):
+            ctx.component("reward_function", ref, (key, i))
+            if ref.label in seen:
+                raise ctx.error(
+                    (key, i, "name" if ref.name else "use"),
+                    f"'{ref.label}' appears twice in reward/judges; give one a different `name:`",
+                )
+            seen.add(ref.label)
