@@ -95,7 +95,7 @@ def trl_worker(opts, train: list[dict], held: list[dict], model_path: str) -> di
         extra["train_sampling_strategy"] = "sequential"
     args = RewardConfig(
         output_dir=str(Path(opts.scratch) / "trl"), max_length=opts.max_length, per_device_train_batch_size=opts.batch,
-        learning_rate=opts.lr, max_steps=opts.steps, seed=0, use_cpu=True, bf16=False, report_to="none",
+        **({"learning_rate": opts.lr} if opts.lr else {}), max_steps=opts.steps, seed=opts.seed, use_cpu=True, bf16=False, report_to="none",
         save_strategy="no", logging_steps=10, disable_tqdm=True, **extra,
     )
     trainer = RewardTrainer(
@@ -104,7 +104,8 @@ def trl_worker(opts, train: list[dict], held: list[dict], model_path: str) -> di
     )
     kept = len(trainer.train_dataset)
     output = trainer.train()
-    result = {"train_seconds": output.metrics["train_runtime"], "steps": trainer.state.global_step, "train_pairs_used": kept}
+    result = {"train_seconds": output.metrics["train_runtime"], "steps": trainer.state.global_step, "train_pairs_used": kept,
+              "learning_rate": args.learning_rate}
     if not opts.no_eval:
         result.update(held_out_accuracy(trainer.model, tokenizer, held, opts.max_length))
     return result
@@ -123,8 +124,8 @@ def ours_worker(opts, train: list[dict], held: list[dict], model_path: str) -> d
         "data": {"use": "file", "with": {"path": str(data)}, "eval_fraction": 0.0},
         "lora": LORA,
         "evaluators": [],
-        "args": {"max_steps": opts.steps, "learning_rate": opts.lr, "per_device_train_batch_size": opts.batch,
-                 "max_length": opts.max_length, "logging_steps": 10},
+        "args": {"max_steps": opts.steps, **({"learning_rate": opts.lr} if opts.lr else {}),
+                 "per_device_train_batch_size": opts.batch, "max_length": opts.max_length, "logging_steps": 10},
     }
     for item in opts.set:
         key, value = item.split("=", 1)
@@ -133,7 +134,7 @@ def ours_worker(opts, train: list[dict], held: list[dict], model_path: str) -> d
         for part in parents:
             target = target.setdefault(part, {})
         target[last] = yaml.safe_load(value)
-    recipe = {"name": "hh-rm-bench", "model": model_path, "seed": 0, "output_dir": str(scratch / "runs"), "stages": [{"reward": stage}]}
+    recipe = {"name": "hh-rm-bench", "model": model_path, "seed": opts.seed, "output_dir": str(scratch / "runs"), "stages": [{"reward": stage}]}
     (scratch / "recipe.yaml").write_text(yaml.safe_dump(recipe), encoding="utf-8")
     code = main(["run", str(scratch / "recipe.yaml")])
     if code:
@@ -141,6 +142,8 @@ def ours_worker(opts, train: list[dict], held: list[dict], model_path: str) -> d
     out = scratch / "runs" / "hh-rm-bench" / "reward"
     results = json.loads((out / "results.json").read_text())
     result = {k: results.get(k) for k in ("train_seconds", "steps", "truncated_pairs", "dropped_pairs")}
+    result["train_pairs_used"] = len(train) - (results.get("dropped_pairs") or 0)
+    result["learning_rate"] = stage["args"].get("learning_rate", "stage default")
     if not opts.no_eval:
         from transformers import AutoModelForSequenceClassification
 
@@ -164,32 +167,44 @@ def worker_main(opts) -> None:
     train, held = rows[: opts.train], rows[opts.train : opts.train + opts.eval]
     start = time.perf_counter()
     result = WORKERS[opts.worker](opts, train, held, resolve_model("smollm2-135m-instruct"))
-    result.update(side=opts.worker, wall_seconds=time.perf_counter() - start, peak_rss_gib=peak_rss_gib())
+    result.update(side=opts.worker, seed=opts.seed, wall_seconds=time.perf_counter() - start, peak_rss_gib=peak_rss_gib())
     Path(opts.out).write_text(json.dumps(result), encoding="utf-8")
 
 
 # --- driver ----------------------------------------------------------------------------
 
 
-def run_side(side: str, opts, scratch: Path) -> dict:
+def run_side(side: str, opts, scratch: Path, seed: int) -> dict:
     out = scratch / f"{side}.json"
-    cmd = [sys.executable, __file__, "--worker", side, "--out", str(out), "--scratch", str(scratch), *opts.forward]
+    cmd = [sys.executable, __file__, "--worker", side, "--seed", str(seed), "--out", str(out), "--scratch", str(scratch),
+           *opts.forward]
     print("  $", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, **ENV})
     return json.loads(out.read_text())
 
 
 def table(results: list[dict]) -> str:
-    keys = ["accuracy", "accuracy_short", "train_seconds", "wall_seconds", "peak_rss_gib", "steps"]
-    lines = ["| side | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    """One row per run, then each side's mean over runs (accuracy ± its binomial 2σ over the held-out pairs)."""
+    keys = ["accuracy", "accuracy_short", "train_pairs_used", "train_seconds", "wall_seconds", "peak_rss_gib"]
+    lines = ["| side | seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for r in results:
+        lines.append(f"| {r['side']} | {r['seed']} | " + " | ".join(_cell(r.get(k)) for k in keys) + " |")
     for side in ("trl", "ours"):
         runs = [r for r in results if r["side"] == side]
-        cells = []
-        for key in keys:
-            values = [r[key] for r in runs if r.get(key) is not None]
-            cells.append(f"{statistics.median(values):.3f}" if values else "-")
-        lines.append(f"| {side} | " + " | ".join(cells) + " |")
+        if not runs:
+            continue
+        means = [statistics.fmean(v) if (v := [r[k] for r in runs if r.get(k) is not None]) else None for k in keys]
+        lines.append(f"| **{side}, mean of {len(runs)}** | | " + " | ".join(_cell(m) for m in means) + " |")
+        if means[0] is not None:
+            n = sum(r["pairs"] for r in runs)
+            lines[-1] += f" ±{2 * (means[0] * (1 - means[0]) / n) ** 0.5:.3f} (2σ)"
     return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
 def parse(argv=None):
@@ -199,7 +214,9 @@ def parse(argv=None):
     parser.add_argument("--eval", type=int, default=312)
     parser.add_argument("--max-length", type=int, default=320)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=None, help="both sides; default: each side's own default")
+    parser.add_argument("--seeds", default="0", help="comma-separated; one alternating round per seed")
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=160, help="optimiser steps, both sides")
     parser.add_argument("--no-eval", action="store_true", help="skip held-out scoring (memory runs)")
     parser.add_argument("--set", action="append", default=[], help="ours only: KEY=VALUE in the reward stage section")
@@ -222,16 +239,18 @@ def main() -> None:
         raise SystemExit(f"{opts.data}: the HH-RLHF dev file is not there (see its README in ../shared/data/hh-rlhf)")
     opts.forward = [
         "--data", opts.data, "--train", str(opts.train), "--eval", str(opts.eval), "--max-length", str(opts.max_length),
-        "--batch", str(opts.batch), "--lr", str(opts.lr), "--steps", str(opts.steps),
+        "--batch", str(opts.batch), *(["--lr", str(opts.lr)] if opts.lr else []), "--steps", str(opts.steps),
         *(["--no-eval"] if opts.no_eval else []), *(f"--set={item}" for item in opts.set),
         *(f"--trl-set={item}" for item in opts.trl_set), *(["--trl-longest-first"] if opts.trl_longest_first else []),
     ]
     results = []
-    for round_ in range(opts.repeats):
-        for side in opts.sides.split(","):
+    rounds = [(r, int(seed)) for r in range(opts.repeats) for seed in opts.seeds.split(",")]
+    for round_, (repeat, seed) in enumerate(rounds):
+        sides = opts.sides.split(",")
+        for side in sides if round_ % 2 == 0 else sides[::-1]:  # trl, ours, ours, trl, ...: drift hits both
             with tempfile.TemporaryDirectory(prefix=f"hh-rm-{side}-") as tmp:
-                result = run_side(side, opts, Path(tmp))
-            result["round"] = round_
+                result = run_side(side, opts, Path(tmp), seed)
+            result["round"] = repeat
             results.append(result)
             print(json.dumps(result), flush=True)
     print(table(results))

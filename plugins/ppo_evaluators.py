@@ -42,6 +42,8 @@ class WinRate:
 
     ``tie_rate/<judge>`` is logged too: with a coarse judge many answers tie
     (identical answers always do), which pulls the win-rate towards 0.5.
+    ``win_rate_2se/<judge>`` is the win-rate's noise: two standard errors of the
+    per-prompt outcome (1, 0.5 or 0) over the held-out prompts.
 
     ``judge`` names a reward component or judge of the stage; unset, every one
     of them is used, plus the weighted training reward (``win_rate``).
@@ -61,14 +63,25 @@ class WinRate:
         for n in names:
             policy, reference = context.policy.scores[n], context.reference.scores[n]
             metrics[f"win_rate/{n}"] = _win_rate(policy, reference)
+            metrics[f"win_rate_2se/{n}"] = _two_standard_errors(_outcomes(policy, reference))
             metrics[f"tie_rate/{n}"] = _mean(float(p == r) for p, r in zip(policy, reference))
         if self.judge is None and context.rewards:
             metrics["win_rate"] = _win_rate(context.total(context.policy), context.total(context.reference))
         return metrics
 
 
+def _outcomes(policy, reference) -> list[float]:
+    return [1.0 if p > r else 0.5 if p == r else 0.0 for p, r in zip(policy, reference)]
+
+
 def _win_rate(policy, reference) -> float:
-    return _mean(1.0 if p > r else 0.5 if p == r else 0.0 for p, r in zip(policy, reference))
+    return _mean(_outcomes(policy, reference))
+
+
+def _two_standard_errors(values: list[float]) -> float:
+    import statistics
+
+    return 2 * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
 
 
 class SampleTable:

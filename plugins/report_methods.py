@@ -11,6 +11,8 @@ from __future__ import annotations
 from rlhf_plug import hookimpl
 from rlhf_plug.report.markdown import code, is_number, number, table
 
+from .report_ppo import win_rate_cell
+
 GOLD = "gold"
 LEARNED_RM = "learned_rm"
 
@@ -40,13 +42,13 @@ def gold_judge(stage) -> str | None:
 
 def comparison(stages: list, report) -> str:
     judges = _shared_judges(stages)
-    headers = ["stage", "method", "gold win-rate over SFT", "ties", "gold reward", f"{LEARNED_RM} mean",
+    headers = ["stage", "method", "gold win-rate over SFT (±2 s.e.)", "ties", "gold reward", f"{LEARNED_RM} mean",
                *(f"{j} mean" for j in judges), "KL to SFT", "wall time (s)", "peak memory (MB)"]
     rows, points = [], {}
     for s in stages:
         final, gold = s.final_eval(), gold_judge(s)
         rows.append([
-            code(s.name), (s.kind or "?").upper(), _get(final, f"win_rate/{gold}"), _get(final, f"tie_rate/{gold}"),
+            code(s.name), (s.kind or "?").upper(), win_rate_cell(final, gold), _get(final, f"tie_rate/{gold}"),
             _get(final, f"reward/{gold}"), _get(final, f"reward/{LEARNED_RM}"), *(_get(final, f"reward/{j}") for j in judges),
             _get(final, "kl"), _get(s.results, "stage_seconds"), _get(s.results, "peak_memory_mb"),
         ])
@@ -57,7 +59,7 @@ def comparison(stages: list, report) -> str:
         "Each policy stage started from the same SFT model and was judged on the same held-out prompts, one sampled "
         "answer per prompt from the policy and one from the SFT model (the same SFT answers for every stage). "
         "Win-rate: how often the policy's answer scores higher with the gold judge (ties count half; the share of "
-        "ties is shown). KL: the policy's summed per-token log-ratio to the SFT model on its own answers. "
+        "ties is shown; ± is two standard errors over the held-out prompts). KL: the policy's summed per-token log-ratio to the SFT model on its own answers. "
         f"Rewards are held-out means; `{LEARNED_RM}` is the reward model of the run. "
         f"SFT's own gold reward on these prompts: {number(reference)}.\n\n"
         + table(headers, rows, right=tuple(range(2, len(headers))))

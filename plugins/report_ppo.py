@@ -72,13 +72,21 @@ def distributions(stage, samples, report) -> str:
     )
 
 
+def win_rate_cell(final: dict, judge) -> str:
+    """``0.7333 ± 0.10``: the win-rate with two standard errors over the held-out prompts, when logged."""
+    rate, noise = final.get(f"win_rate/{judge}"), final.get(f"win_rate_2se/{judge}")
+    if not is_number(rate):
+        return ""
+    return f"{number(rate)} ± {float(noise):.2f}" if is_number(noise) else number(rate)
+
+
 def win_rates(stage, final: dict, report) -> str:
     from rlhf_plug.report.plots import bars_png
 
     names = [k[len("win_rate/"):] for k in final if k.startswith("win_rate/")]
     role = roles(stage, names)
     rows = [(code(n), role[n], final.get(f"reference_reward/{n}"), final.get(f"reward/{n}"),
-             change(final.get(f"reference_reward/{n}"), final.get(f"reward/{n}")), final[f"win_rate/{n}"],
+             change(final.get(f"reference_reward/{n}"), final.get(f"reward/{n}")), win_rate_cell(final, n),
              *_ties(final, n)) for n in names]
     if sum(r.startswith("reward") for r in role.values()) > 1 and "win_rate" in final:
         rows.append(("weighted training reward", "reward (sum)", final.get("reference_reward"), final.get("reward"),
@@ -94,7 +102,7 @@ def win_rates(stage, final: dict, report) -> str:
         f"{markdown}\n\nOn {where}, one answer each from the SFT model and the {policy} policy, scored by every reward "
         f"component and judge of the stage: the win-rate is how often the {policy} answer scores higher (ties count half; "
         "0.5 = no difference). Where both answers score the same (identical answers always do) nothing can be won, "
-        "so the share of ties and the win-rate over the other prompts are shown too. "
+        "so the share of ties and the win-rate over the other prompts are shown too; ± is two standard errors over the prompts. "
         f"From the final evaluation in `{stage.name}/results.json`.\n\n"
         + table(headers, rows, right=(2, 3, 4, 5, 6, 7))
     )

@@ -97,5 +97,7 @@ def test_win_rate_counts_ties_half_and_logs_the_tie_share():
     metrics = WinRate()(context)
     assert metrics["win_rate/judge"] == pytest.approx(0.5)  # one win, one loss, two ties at half
     assert metrics["tie_rate/judge"] == pytest.approx(0.5)
+    assert metrics["win_rate_2se/judge"] == pytest.approx(2 * (1 / 6) ** 0.5 / 2)  # outcomes 1, 0, .5, .5: variance 1/6
     policy.scores["judge"][1] = 3.0  # the loss becomes a win: 2 of the 2 untied prompts won
-    assert WinRate(judge="judge")(context) == pytest.approx({"win_rate/judge": 0.75, "tie_rate/judge": 0.5})
+    metrics = WinRate(judge="judge")(context)
+    assert metrics["win_rate/judge"] == pytest.approx(0.75) and metrics["tie_rate/judge"] == pytest.approx(0.5)

@@ -372,6 +372,10 @@ def test_every_policy_stage_is_evaluated_the_same_way(tmp_path, tiny_policy, toy
     rows = {line.split("|")[1].strip(): line for line in comparison.splitlines() if line.startswith("| `")}
     assert set(rows) == {"`dpo`", "`grpo`", "`rloo`", "`ppo`"}, comparison
     assert "gold win-rate over SFT" in comparison and (run_dir / "report" / "method-comparison.png").is_file()
+    from rlhf_plug.report.markdown import number
+
+    noise = f"{number(evals[-1]['win_rate/gold'])} ± {evals[-1]['win_rate_2se/gold']:.2f}"  # ppo's, the last stage read
+    assert noise in rows["`ppo`"], (noise, rows["`ppo`"])
     assert all(results[k]["peak_memory_mb"] > 0 for k in ("dpo", "grpo", "rloo", "ppo"))
 
 

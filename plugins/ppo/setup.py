@@ -5,23 +5,6 @@ from __future__ import annotations
 from rlhf_plug_plugins.ppo.rewards import RewardComponent, RewardSetup, setup_rewards
 
 
-def return_freed_memory_to_os() -> None:
-    """Serve allocations of 1 MiB and more with mmap, so freed activations go back to the OS.
-
-    glibc otherwise raises its mmap threshold after the first large free and
-    keeps later buffers on the heap: +0.5 GiB peak RSS for SmolLM2 PPO on CPU.
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
-
-
 def build_loop(ctx, config, prompts, ptx_rows):
     import torch
     from accelerate import Accelerator
@@ -34,7 +17,8 @@ def build_loop(ctx, config, prompts, ptx_rows):
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
     from rlhf_plug_plugins.ppo.trainer import PPOLoop
 
-    return_freed_memory_to_os()
+    # glibc's default malloc settings: a fixed 1 MiB mmap threshold (tried before) made every activation a
+    # fresh mmap with page faults, 1.6x slower per update at 320-token sequences (benchmarks/RESULTS.md).
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), **accelerator_kwargs(ctx))
     set_seed(ctx.seed + accelerator.process_index)  # each process samples differently
     args = config.args
