@@ -62,8 +62,9 @@ class WinRate:
         metrics = {}
         for n in names:
             policy, reference = context.policy.scores[n], context.reference.scores[n]
-            metrics[f"win_rate/{n}"] = _win_rate(policy, reference)
-            metrics[f"win_rate_2se/{n}"] = _two_standard_errors(_outcomes(policy, reference))
+            outcomes = _outcomes(policy, reference)
+            metrics[f"win_rate/{n}"] = _mean(outcomes)
+            metrics[f"win_rate_2se/{n}"] = _two_standard_errors(outcomes)
             metrics[f"tie_rate/{n}"] = _mean(float(p == r) for p, r in zip(policy, reference))
         if self.judge is None and context.rewards:
             metrics["win_rate"] = _win_rate(context.total(context.policy), context.total(context.reference))
