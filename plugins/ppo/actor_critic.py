@@ -146,9 +146,10 @@ class ActorCritic(nn.Module):
     def forward(self, role: str, **kwargs):
         return {"train": self._train, "reference": self._reference, "reward": self._reward}[role](**kwargs)
 
-    def _hidden(self, input_ids, attention_mask, start: int | None = None):
+    def _hidden(self, input_ids, attention_mask, start: int | None = None, prefix: tuple | None = None):
+        """``prefix``: this batch's ``shared_prefix(...)`` when the caller already has it."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        first, length = shared_prefix(input_ids, attention_mask) if self._may_share_prefix() else (None, 0)
+        first, length = (prefix or shared_prefix(input_ids, attention_mask)) if self._may_share_prefix() else (None, 0)
         if length:
             hidden = hidden_with_shared_prefix(self.trunk, input_ids, attention_mask, position_ids, first, length)
         else:
@@ -175,17 +176,18 @@ class ActorCritic(nn.Module):
 
     def _train(self, input_ids, attention_mask, prompt_length: int, with_values: bool = True, ptx=None) -> TrainOutput:
         response_ids = input_ids[:, prompt_length:]
+        prefix = shared_prefix(input_ids, attention_mask) if self.share_prefix else None
         if self.checkpointing is not None and torch.is_grad_enabled():
-            length = shared_prefix(input_ids, attention_mask)[1] if self.share_prefix else 0
+            length = prefix[1] if prefix else 0
             shared = input_ids.shape[0] * (input_ids.shape[1] - length) + length if length else None
             self.checkpointing.before_forward(input_ids.numel(), shared)
-        hidden = self._hidden(input_ids, attention_mask, prompt_length)
+        hidden = self._hidden(input_ids, attention_mask, prompt_length, prefix)
         logprobs, entropy = self._response_logprobs(hidden, response_ids)
         values = None
         if with_values:
             if self.value_mode == "adapter":
                 with self.adapter(VALUE):
-                    hidden = self._hidden(input_ids, attention_mask, prompt_length)
+                    hidden = self._hidden(input_ids, attention_mask, prompt_length, prefix)
             values = self._values(hidden)
         lm_loss = self._lm_loss(**ptx) if ptx is not None else None
         return TrainOutput(logprobs, entropy.detach(), values, lm_loss)
