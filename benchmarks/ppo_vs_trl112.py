@@ -33,7 +33,7 @@ ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRL_EXPERIMENTAL
 def ensure_models(run_dir: Path) -> None:
     if not (run_dir / "sft" / "model").is_dir() or not (run_dir / "reward" / "adapter").is_dir():
         print(f"{run_dir} missing: running `rlhf-plug run sft-rm` first (about 6 minutes)", flush=True)
-        subprocess.run([sys.executable, "-m", "rlhf_plug.cli", "run", "sft-rm"], check=True, cwd=REPO)
+        subprocess.run([sys.executable, "-m", "rlhf_plug", "run", "sft-rm"], check=True, cwd=REPO)
 
 
 def write_prompts(folder: Path, policy: Path, count: int, prompt_tokens: int | None = None) -> tuple[Path, Path]:
