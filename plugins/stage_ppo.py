@@ -58,6 +58,7 @@ class PPOStage:
     # --- run ---------------------------------------------------------------
     def run(self, ctx) -> dict:
         from rlhf_plug_plugins.peak_memory import peak_memory, reset_peak_memory
+        from rlhf_plug_plugins.ppo.cpu_attention import grouped_attention_on_cpu
         from rlhf_plug_plugins.ppo.setup import build_loop
         from rlhf_plug_plugins.ppo.stage_run import run_loop
 
@@ -67,7 +68,9 @@ class PPOStage:
         if self.config.ptx.coef > 0:
             ptx_rows = ctx.load_data(self.config.ptx.data, ("ptx", "data"), PTX_FORMATS).train
         loop, evaluators, info = build_loop(ctx, self.config, prompts, ptx_rows)
-        return {**run_loop(ctx, loop, evaluators, held_out, info), **peak_memory()}
+        with grouped_attention_on_cpu(loop.accelerator.device):
+            summary = run_loop(ctx, loop, evaluators, held_out, info)
+        return {**summary, **peak_memory()}
 
 
 def _check_scheduler(ctx, name: str) -> None:

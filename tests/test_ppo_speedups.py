@@ -35,11 +35,18 @@ def _batch(tokenizer, prefix_words: int = 12):
     return prompts, torch.cat([prompt_ids, response_ids], 1), torch.cat([prompt_mask, response_mask], 1), prompt_ids.shape[1]
 
 
-def test_a_shared_prefix_run_once_gives_the_same_logprobs_values_and_gradients(actor_critic, tiny_policy):
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["kept", "checkpointed"])
+def test_a_shared_prefix_run_once_gives_the_same_logprobs_values_and_gradients(actor_critic, tiny_policy, checkpointing, monkeypatch):
     import torch
+    from rlhf_plug_plugins.ppo import actor_critic as module
+    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, is_checkpointing
     from rlhf_plug_plugins.ppo.prefix import shared_prefix
     from transformers import AutoTokenizer
 
+    actor_critic.checkpointing = Checkpointing(actor_critic.causal_lm, checkpointing)
+    shared_passes = []
+    run_prefix_once = module.hidden_with_shared_prefix
+    monkeypatch.setattr(module, "hidden_with_shared_prefix", lambda *a: shared_passes.append(run_prefix_once(*a)) or shared_passes[-1])
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
     _, ids, mask, prompt_length = _batch(tokenizer)
     assert shared_prefix(ids, mask)[1] >= 8, "the rows should share their system message"
@@ -56,6 +63,8 @@ def test_a_shared_prefix_run_once_gives_the_same_logprobs_values_and_gradients(a
         return out.logprobs.detach() * response_mask, out.values.detach() * response_mask, reference * response_mask, grads
 
     plain, shared = passes(False), passes(True)
+    assert is_checkpointing(actor_critic.causal_lm) == checkpointing
+    assert shared_passes and all(hidden is not None for hidden in shared_passes), "the prefix ran once, checkpointed or not"
     for a, b in zip(plain[:3], shared[:3]):
         assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
     assert len(plain[3]) == len(shared[3]) > 0

@@ -149,27 +149,23 @@ class ActorCritic(nn.Module):
     def _hidden(self, input_ids, attention_mask, start: int | None = None, prefix: tuple | None = None):
         """``prefix``: this batch's ``shared_prefix(...)`` when the caller already has it."""
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        first, length = (prefix or shared_prefix(input_ids, attention_mask)) if self._may_share_prefix() else (None, 0)
+        first, length = (prefix or shared_prefix(input_ids, attention_mask)) if self.share_prefix else (None, 0)
+        hidden = None
         if length:
             hidden = hidden_with_shared_prefix(self.trunk, input_ids, attention_mask, position_ids, first, length)
-        else:
+        if hidden is None:
             out = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             hidden = out.last_hidden_state
         return hidden if start is None else hidden[:, start - 1 : -1]
-
-    def _may_share_prefix(self) -> bool:
-        """Not where layers are checkpointed: transformers drops the KV cache there."""
-        checkpointed = torch.is_grad_enabled() and self.checkpointing is not None and self.checkpointing.every is not None
-        return self.share_prefix and not checkpointed
 
     def _response_logprobs(self, hidden, response_ids):
         from trl.trainer.utils import selective_log_softmax_and_entropy
 
         # Logits only for response positions: the LM head is the costliest matmul per token.
         logits = self.causal_lm.get_output_embeddings()(hidden).float()
-        return selective_log_softmax_and_entropy(
-            logits, response_ids, entropy_requires_grad=False, temperature=self.temperature
-        )
+        if self.temperature != 1.0:  # in place: the matmul's backward does not read its output; saves a logits-sized copy
+            logits.div_(self.temperature)
+        return selective_log_softmax_and_entropy(logits, response_ids, entropy_requires_grad=False)
 
     def _values(self, hidden):
         return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
@@ -179,8 +175,7 @@ class ActorCritic(nn.Module):
         prefix = shared_prefix(input_ids, attention_mask) if self.share_prefix else None
         if self.checkpointing is not None and torch.is_grad_enabled():
             length = prefix[1] if prefix else 0
-            shared = input_ids.shape[0] * (input_ids.shape[1] - length) + length if length else None
-            self.checkpointing.before_forward(input_ids.numel(), shared)
+            self.checkpointing.before_forward(input_ids.shape[0] * (input_ids.shape[1] - length) + length)
         hidden = self._hidden(input_ids, attention_mask, prompt_length, prefix)
         logprobs, entropy = self._response_logprobs(hidden, response_ids)
         values = None

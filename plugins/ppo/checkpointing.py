@@ -62,12 +62,9 @@ class Checkpointing:
         layers = _text_config(self.model.config).num_hidden_layers
         return checkpoint_every(activation_bytes(self.model.config, tokens, element_bytes), self.budget, layers)
 
-    def before_forward(self, tokens: int, shared_tokens: int | None = None) -> None:
-        """``shared_tokens``: what the trunk computes when a shared prompt prefix runs once. That needs
-        no checkpointing at all (transformers drops the prefix's cache in checkpointed layers)."""
-        self.every = self.choose(shared_tokens) if shared_tokens else None
-        if not shared_tokens or self.every is not None:
-            self.every = self.choose(tokens)
+    def before_forward(self, tokens: int) -> None:
+        """``tokens``: what the trunk computes (a prompt prefix the rows share counts once)."""
+        self.every = self.choose(tokens)
         if self.every is not None:
             enable_checkpointing(self.model, self.every)
         elif is_checkpointing(self.model):

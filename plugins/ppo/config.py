@@ -84,7 +84,7 @@ class PPOArgs(Strict):
     )
     share_prompt_prefix: bool = Field(
         True, description="run the prompt prefix every row of a batch shares (e.g. a chat template's system prompt) "
-        "once per forward pass, not once per row",
+        "once per forward pass, not once per row (checkpointed layers included)",
     )
     activation_budget_gib: Annotated[float, Field(gt=0)] = Field(
         0.5, description="with gradient_checkpointing auto: activations a training forward may keep before checkpointing "

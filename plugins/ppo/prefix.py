@@ -8,15 +8,21 @@ and causal order as the padded batch, for about a third fewer tokens. Hidden
 states come back in the batch's own layout, so callers see no difference
 beyond float rounding.
 
-Not used in a forward pass that checkpoints its layers: transformers drops the
-cache inside checkpointed layers.
+Checkpointed layers keep the prefix too. transformers drops a cache inside a
+checkpointed layer, because a layer that appends to its cache would append a second
+time when the backward pass recomputes it. Here the prefix's cache is frozen: every
+call reads it and returns ``prefix + new`` without storing anything, so a recompute
+sees exactly what the first run saw, and the layers are told so
+(``_can_checkpoint_with_cache``).
 """
 
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 MIN_PREFIX = 8  # below this the second call costs more than it saves
 
@@ -40,25 +46,84 @@ def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tupl
 
 
 def hidden_with_shared_prefix(trunk, input_ids, attention_mask, position_ids, first: torch.Tensor, length: int):
-    """``trunk(...).last_hidden_state`` for the batch, with the shared prefix computed once."""
+    """``trunk(...).last_hidden_state`` for the batch, with the shared prefix computed once; None when layers are
+    checkpointed and the model's cache cannot be frozen (sliding-window or quantized layers): run the batch whole."""
     batch, width = input_ids.shape
     offsets = torch.arange(width, device=input_ids.device)
     in_prefix = (offsets >= first.unsqueeze(1)) & (offsets < first.unsqueeze(1) + length)
     rest = ~in_prefix
     prefix_ids = input_ids[:1].masked_select(in_prefix[:1]).view(1, length)
     cache_kw = cache_keyword(trunk.forward)
-    head = trunk(input_ids=prefix_ids, position_ids=torch.arange(length, device=input_ids.device).unsqueeze(0), use_cache=True)
-    cache = getattr(head, "cache", None) or head.past_key_values
+    layers = checkpoint_layers(trunk)
+    # The cache is handed in: a checkpointing model turns `use_cache` off and would not make one.
+    cache = DynamicCache(config=trunk.config)
+    with layers_checkpointed(layers, False):  # batch 1, a few tokens; a checkpointed layer would not fill the cache
+        head = trunk(
+            input_ids=prefix_ids, position_ids=torch.arange(length, device=input_ids.device).unsqueeze(0),
+            use_cache=True, **{cache_kw: cache},
+        )
     cache.batch_repeat_interleave(batch)
+    if not freeze(cache) and any(layer.gradient_checkpointing for layer in layers):
+        return None
     rest_mask = attention_mask[rest].view(batch, width - length)
     full_mask = torch.cat([rest_mask.new_ones(batch, length), rest_mask], dim=1)
-    tail = trunk(
-        input_ids=input_ids[rest].view(batch, width - length), attention_mask=full_mask,
-        position_ids=position_ids[rest].view(batch, width - length), use_cache=True, **{cache_kw: cache},
-    )
+    with layers_keep_cache(layers):
+        tail = trunk(
+            input_ids=input_ids[rest].view(batch, width - length), attention_mask=full_mask,
+            position_ids=position_ids[rest].view(batch, width - length), use_cache=True, **{cache_kw: cache},
+        )
     hidden = head.last_hidden_state.new_empty(batch, width, head.last_hidden_state.shape[-1])
     hidden = hidden.index_put((rest,), tail.last_hidden_state.reshape(-1, hidden.shape[-1]))
     return hidden.index_put((in_prefix,), head.last_hidden_state.expand(batch, -1, -1).reshape(-1, hidden.shape[-1]))
+
+
+class FrozenLayer(DynamicLayer):
+    """A cache layer holding a prefix's keys and values: each call returns ``prefix + new`` and stores nothing."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+def freeze(cache) -> bool:
+    """Make every layer of a filled ``DynamicCache`` a :class:`FrozenLayer`; False (cache unchanged) when
+    some layer is another kind (sliding window, quantized), which must then not be checkpointed."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        return False
+    for layer in layers:
+        layer.__class__ = FrozenLayer  # same state, read-only update
+    return True
+
+
+def checkpoint_layers(trunk) -> list:
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in trunk.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+@contextmanager
+def layers_checkpointed(layers: list, on: bool):
+    """Each layer's checkpointing flag set to ``on`` inside (where it was set), restored after."""
+    saved = [layer.gradient_checkpointing for layer in layers]
+    for layer, was in zip(layers, saved):
+        layer.gradient_checkpointing = was and on
+    try:
+        yield
+    finally:
+        for layer, was in zip(layers, saved):
+            layer.gradient_checkpointing = was
+
+
+@contextmanager
+def layers_keep_cache(layers: list):
+    """Checkpointed layers keep the (frozen) cache they are given, inside."""
+    for layer in layers:
+        layer._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer._can_checkpoint_with_cache  # back to the class's False
 
 
 def cache_keyword(fn) -> str:

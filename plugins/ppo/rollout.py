@@ -101,23 +101,28 @@ def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length:
 
     With ``share_prefix`` the prompt prefix all rows share is prefilled once (:mod:`rlhf_plug_plugins.ppo.prefix`).
     """
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
+    from rlhf_plug_plugins.ppo.inverse_cdf import InverseCdfSampler
     from rlhf_plug_plugins.ppo.prefix import generation_inputs
 
     prompt_ids, prompt_mask = left_pad(
         [prompt_token_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, max_prompt_length
     )
+    # Greedy over the scores the sampler returns: it draws each token itself (rlhf_plug_plugins.ppo.inverse_cdf).
     config = GenerationConfig(
-        do_sample=True, temperature=generation.temperature, top_k=generation.top_k, top_p=generation.top_p,
-        max_new_tokens=generation.max_new_tokens, min_new_tokens=1,
+        do_sample=False, max_new_tokens=generation.max_new_tokens, min_new_tokens=1,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         repetition_penalty=1.0, use_cache=True,
     )
+    sampler = InverseCdfSampler(generation.temperature, generation.top_k, generation.top_p)
     input_ids, attention_mask, cache = prompt_ids.to(device), prompt_mask.to(device), {}
     if share_prefix:
         input_ids, attention_mask, cache = generation_inputs(policy.get_base_model(), input_ids, attention_mask)
-    out = policy.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **cache)
+    out = policy.generate(
+        input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+        logits_processor=LogitsProcessorList([sampler]), **cache,
+    )
     response = out[:, prompt_ids.shape[1] :].cpu()
     response_ids, response_mask, has_eos = truncate_after_eos(response, tokenizer.eos_token_id, tokenizer.pad_token_id)
     completions = decode_completions(tokenizer, prompts, response_ids, response_mask)
