@@ -1,9 +1,6 @@
-"""Rollout sampling draws from softmax(warped logits) by inverse CDF, and grouped-query
-attention on CPU keeps fewer activations for the same numbers."""
+"""Rollout sampling draws from softmax(warped logits) by inverse CDF."""
 
 from __future__ import annotations
-
-import pytest
 
 
 def _frequencies(tokens, vocab: int):
@@ -65,52 +62,3 @@ def test_rollouts_are_the_same_for_the_same_seed_and_differ_for_another(tiny_pol
     first = rollout(1)
     assert torch.equal(first, rollout(1))
     assert not torch.equal(first, rollout(2))
-
-
-@pytest.mark.parametrize("share_prefix", [False, True])
-def test_grouped_attention_on_cpu_gives_the_same_logprobs_and_gradients_and_keeps_less(tiny_policy, share_prefix):
-    import os
-
-    import torch
-    from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.ppo.cpu_attention import SWITCH, grouped_attention_on_cpu
-    from rlhf_plug_plugins.ppo.rollout import left_pad, prompt_token_ids, right_pad
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
-    torch.manual_seed(0)
-    model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "trunk", 0.7, torch.device("cpu"))
-    model.share_prefix = share_prefix
-    with torch.no_grad():
-        for name, param in model.peft.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.05)
-    system = {"role": "system", "content": "You are a careful helpful assistant. " * 3}
-    prompts = [[system, {"role": "user", "content": t}] for t in ("Compute 5 times 16.", "Hi", "What is red?")]
-    prompt_ids, prompt_mask = left_pad([prompt_token_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, 256)
-    response_ids, response_mask = right_pad([[5, 6, 7, 8], [9, 10], [11, 12, 13]], tokenizer.pad_token_id)
-    ids, mask = torch.cat([prompt_ids, response_ids], 1), torch.cat([prompt_mask, response_mask], 1)
-
-    def train_pass():
-        saved = {}
-
-        def pack(tensor):
-            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-            return tensor
-
-        model.zero_grad(set_to_none=True)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            out = model(role="train", input_ids=ids, attention_mask=mask, prompt_length=prompt_ids.shape[1])
-        (out.logprobs * response_mask).sum().backward()
-        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-        kept = sum(n for ptr, n in saved.items() if ptr not in params)
-        return out.logprobs.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None], kept
-
-    assert SWITCH not in os.environ
-    plain = train_pass()
-    with grouped_attention_on_cpu(torch.device("cpu")):
-        grouped = train_pass()
-    assert SWITCH not in os.environ, "the switch is restored"
-    assert torch.equal(plain[0], grouped[0])
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain[1], grouped[1]))
-    assert grouped[2] < plain[2], "the repeated keys and values are no longer kept"

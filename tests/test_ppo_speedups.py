@@ -1,5 +1,6 @@
 """The PPO engine's shortcuts compute what the plain passes compute: a shared prompt prefix
-run once, sampling with the LoRA merged into temporary weights, checkpointing chosen by a budget."""
+run once, sampling with the LoRA merged into temporary weights, checkpointing chosen by a budget,
+grouped-query attention on CPU."""
 
 from __future__ import annotations
 
@@ -109,3 +110,40 @@ def test_auto_checkpointing_keeps_short_batches_and_checkpoints_long_ones(actor_
     budget.before_forward(8)
     assert not is_checkpointing(lm)
     assert Checkpointing(lm, True).choose(1) == 1 and Checkpointing(lm, False).choose(10**9) is None
+
+
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_grouped_attention_on_cpu_gives_the_same_logprobs_and_gradients_and_keeps_less(actor_critic, tiny_policy, share_prefix):
+    import os
+
+    import torch
+    from rlhf_plug_plugins.ppo.cpu_attention import SWITCH, grouped_attention_on_cpu
+    from transformers import AutoTokenizer
+
+    _, ids, mask, prompt_length = _batch(AutoTokenizer.from_pretrained(tiny_policy))
+    response_mask = mask[:, prompt_length:].float()
+    actor_critic.share_prefix = share_prefix
+
+    def train_pass():
+        saved = {}
+
+        def pack(tensor):
+            saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+            return tensor
+
+        actor_critic.zero_grad(set_to_none=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = actor_critic(role="train", input_ids=ids, attention_mask=mask, prompt_length=prompt_length)
+        (out.logprobs * response_mask).sum().backward()
+        params = {p.untyped_storage().data_ptr() for p in actor_critic.parameters()}
+        kept = sum(n for ptr, n in saved.items() if ptr not in params)
+        return out.logprobs.detach(), [p.grad.clone() for p in actor_critic.parameters() if p.grad is not None], kept
+
+    assert SWITCH not in os.environ
+    plain = train_pass()
+    with grouped_attention_on_cpu(torch.device("cpu")):
+        grouped = train_pass()
+    assert SWITCH not in os.environ, "the switch is restored"
+    assert torch.equal(plain[0], grouped[0])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain[1], grouped[1]))
+    assert grouped[2] < plain[2], "the repeated keys and values are no longer kept"

@@ -54,16 +54,16 @@ def hidden_with_shared_prefix(trunk, input_ids, attention_mask, position_ids, fi
     rest = ~in_prefix
     prefix_ids = input_ids[:1].masked_select(in_prefix[:1]).view(1, length)
     cache_kw = cache_keyword(trunk.forward)
-    layers = checkpoint_layers(trunk)
+    layers = checkpointed_layers(trunk)
     # The cache is handed in: a checkpointing model turns `use_cache` off and would not make one.
     cache = DynamicCache(config=trunk.config)
-    with layers_checkpointed(layers, False):  # batch 1, a few tokens; a checkpointed layer would not fill the cache
+    with checkpointing_paused(layers):  # batch 1, a few tokens; a checkpointed layer would not fill the cache
         head = trunk(
             input_ids=prefix_ids, position_ids=torch.arange(length, device=input_ids.device).unsqueeze(0),
             use_cache=True, **{cache_kw: cache},
         )
     cache.batch_repeat_interleave(batch)
-    if not freeze(cache) and any(layer.gradient_checkpointing for layer in layers):
+    if not freeze(cache) and layers:
         return None
     rest_mask = attention_mask[rest].view(batch, width - length)
     full_mask = torch.cat([rest_mask.new_ones(batch, length), rest_mask], dim=1)
@@ -95,23 +95,24 @@ def freeze(cache) -> bool:
     return True
 
 
-def checkpoint_layers(trunk) -> list:
+def checkpointed_layers(trunk) -> list:
+    """The layers that will checkpoint in this pass (none without gradients)."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    return [m for m in trunk.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not torch.is_grad_enabled():
+        return []
+    return [m for m in trunk.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
 
 
 @contextmanager
-def layers_checkpointed(layers: list, on: bool):
-    """Each layer's checkpointing flag set to ``on`` inside (where it was set), restored after."""
-    saved = [layer.gradient_checkpointing for layer in layers]
-    for layer, was in zip(layers, saved):
-        layer.gradient_checkpointing = was and on
+def checkpointing_paused(layers: list):
+    for layer in layers:
+        layer.gradient_checkpointing = False
     try:
         yield
     finally:
-        for layer, was in zip(layers, saved):
-            layer.gradient_checkpointing = was
+        for layer in layers:
+            layer.gradient_checkpointing = True
 
 
 @contextmanager
