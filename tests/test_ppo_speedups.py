@@ -147,3 +147,65 @@ def test_grouped_attention_on_cpu_gives_the_same_logprobs_and_gradients_and_keep
     assert torch.equal(plain[0], grouped[0])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain[1], grouped[1]))
     assert grouped[2] < plain[2], "the repeated keys and values are no longer kept"
+
+
+def _rss_mib() -> float:
+    from pathlib import Path
+
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="reads /proc and needs glibc")
+def test_released_heap_pages_leave_the_resident_set():
+    """Freed blocks that glibc keeps in the heap (a live block above them stops it trimming the top) stay
+    resident until released; release_freed_memory hands them back."""
+    import ctypes
+
+    from rlhf_plug_plugins.ppo.heap import release_freed_memory
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    block = 64 * 1024  # below glibc's mmap threshold: served from the heap
+    blocks = [libc.malloc(block) for _ in range(3000)]  # about 190 MiB
+    for address in blocks:
+        ctypes.memset(address, 1, block)  # touch every page
+    guard = libc.malloc(block)  # live, above the others
+    for address in blocks:
+        libc.free(address)
+    freed_but_resident = _rss_mib()
+    assert release_freed_memory() is True
+    released = _rss_mib()
+    libc.free(guard)
+    assert freed_but_resident - released > 150, (freed_but_resident, released)
+
+
+def test_releasing_heap_pages_mid_forward_changes_no_number(actor_critic, tiny_policy, monkeypatch):
+    """The release before the head's logits is called in training forwards and changes nothing they compute."""
+    import torch
+    from rlhf_plug_plugins.ppo import actor_critic as module
+    from transformers import AutoTokenizer
+
+    calls = []
+    monkeypatch.setattr(module, "release_freed_memory", lambda: calls.append(1))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
+    _, ids, mask, prompt_length = _batch(tokenizer)
+
+    def logprobs_and_grads(release: bool):
+        actor_critic.release_memory = release
+        actor_critic.zero_grad(set_to_none=True)
+        out = actor_critic(role="train", input_ids=ids, attention_mask=mask, prompt_length=prompt_length)
+        (out.logprobs.sum() + out.values.sum()).backward()
+        return out.logprobs.detach(), [p.grad.clone() for p in actor_critic.parameters() if p.requires_grad]
+
+    kept, kept_grads = logprobs_and_grads(False)
+    assert calls == []
+    released, released_grads = logprobs_and_grads(True)
+    assert calls == [1]
+    with torch.no_grad():
+        actor_critic(role="train", input_ids=ids, attention_mask=mask, prompt_length=prompt_length)
+    assert calls == [1], "no-grad passes keep no activations and release nothing"
+    assert torch.equal(kept, released)
+    assert all(torch.equal(a, b) for a, b in zip(kept_grads, released_grads))

@@ -147,11 +147,14 @@ def mean(values) -> float:
 def test_ppo_learns_a_token_level_reward(tmp_path, tiny_policy, toy):
     from safetensors.torch import load_file
 
-    body = recipe(tiny_policy, tmp_path / "runs", ppo_stage(steps=20, batch_size=32))
+    # 28 steps: on an AVX2-only CPU the reward sits near 0.55 for 15 steps before it climbs (0.62 -> 0.82 by
+    # step 20, one 0.005 short of the margin below); more steps give both kernels' trajectories room to rise.
+    steps = 28
+    body = recipe(tiny_policy, tmp_path / "runs", ppo_stage(steps=steps, batch_size=32))
     results, run_dir = run(tmp_path, toy, body)
     out = run_dir / "ppo"
     train = records(out / "metrics.jsonl", "train")
-    assert [r["step"] for r in train] == list(range(1, 21))
+    assert [r["step"] for r in train] == list(range(1, steps + 1))
     for r in train:
         for key in TRAIN_KEYS:
             assert math.isfinite(r[key]), (r["step"], key, r.get(key))
@@ -171,13 +174,13 @@ def test_ppo_learns_a_token_level_reward(tmp_path, tiny_policy, toy):
 
     saved = json.loads((out / "results.json").read_text())
     assert saved == results["ppo"]
-    assert saved["steps"] == 20 and saved["processes"] == 1 and saved["value_model"] == "trunk"
+    assert saved["steps"] == steps and saved["processes"] == 1 and saved["value_model"] == "trunk"
     assert saved["rewards_sharing_base"] == []
     assert saved["train_reward_last_steps"] > saved["train_reward_first_steps"]
     assert not [k for k in saved if k.endswith(("_before", "_after"))], "no evaluation, no eval metrics"
 
     rollouts = records(out / "rollouts.jsonl")
-    assert [r["step"] for r in rollouts] == list(range(1, 21))
+    assert [r["step"] for r in rollouts] == list(range(1, steps + 1))
     assert all(len(r["indices"]) == 1 and len(r["indices"][0]) == 32 for r in rollouts)
     assert not (out / "checkpoints").exists()
     assert not list(run_dir.glob(".*")), "no temporary folders left"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing
+from rlhf_plug_plugins.ppo.heap import release_freed_memory
 from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
@@ -49,6 +50,7 @@ class ActorCritic(nn.Module):
         self.trainable_adapters = {POLICY} | ({VALUE} if value_mode == "adapter" else set())
         self.checkpointing = None  # a Checkpointing, set by build_actor_critic
         self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.prefix)
+        self.release_memory = False  # hand freed heap pages back to the OS mid-forward (rlhf_plug_plugins.ppo.heap)
         self._index_lora_params()
         self.fix_trainable()
 
@@ -177,6 +179,8 @@ class ActorCritic(nn.Module):
             length = prefix[1] if prefix else 0
             self.checkpointing.before_forward(input_ids.shape[0] * (input_ids.shape[1] - length) + length)
         hidden = self._hidden(input_ids, attention_mask, prompt_length, prefix)
+        if self.release_memory and torch.is_grad_enabled():  # the trunk's freed temporaries, before the head's logits
+            release_freed_memory()
         logprobs, entropy = self._response_logprobs(hidden, response_ids)
         values = None
         if with_values:

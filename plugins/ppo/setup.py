@@ -31,6 +31,7 @@ def build_loop(ctx, config, prompts, ptx_rows):
         config.generation.temperature, accelerator.device, args.gradient_checkpointing, args.activation_budget_gib,
     )
     actor_critic.share_prefix = args.share_prompt_prefix
+    actor_critic.release_memory = args.release_freed_memory
     if not needs_value:
         actor_critic.value_head.requires_grad_(False)
     rewards = _components(ctx, config.reward, "reward")

@@ -12,6 +12,7 @@ import torch
 
 from rlhf_plug_plugins.losses import masked_mean
 from rlhf_plug_plugins.ppo import advantages as adv
+from rlhf_plug_plugins.ppo.heap import release_freed_memory
 from rlhf_plug_plugins.ppo.rewards import RewardComponent, call_reward
 from rlhf_plug_plugins.ppo.rollout import Rollout, sample
 from rlhf_plug_plugins.ppo.schedule import PromptSchedule
@@ -159,6 +160,8 @@ class PPOLoop:
         else:
             with torch.no_grad():
                 first = self._forward("train", roll, with_values=needs_value)
+        if self.args.release_freed_memory:  # the forward's freed temporaries, before the backward allocates
+            release_freed_memory()
         old_logprobs = first.logprobs.detach()
         if reference_is_policy:
             ref_logprobs = old_logprobs
