@@ -9,10 +9,13 @@ memory plus that leftover. ``malloc_trim(0)`` hands every whole free page back
 (glibc >= 2.8 releases pages inside the heap, not only at its top).
 
 Where: before the LM head's logits and after the training forward (two calls per
-update). Short PPO benchmark (SmolLM2-135M, 8 x 78 tokens, 5 updates): peak RSS
-2.36 -> 2.10 GiB for about 100k more page faults (0.4 GiB faulted in again) per
-update. Releasing after every phase instead (sampling, reward, reference,
-training) gave 2.11-2.14 GiB for 4.6 times as many extra faults (benchmarks/RESULTS.md).
+update), when the ``ppo`` arg ``release_freed_memory`` is on. Short PPO benchmark
+(SmolLM2-135M, 8 x 78 tokens): over 5 updates peak RSS 2.36 -> 2.10 GiB, for about
+100k more page faults per update (0.4 GiB faulted in again); over 10 updates,
+2.55-2.74 -> 2.48-2.51 GiB for 6 % more time per update, page faults being dear in
+a VM. Off by default for that cost. Releasing after every phase instead
+(sampling, reward, reference, training) gave no lower peak for 4.6 times as many
+extra faults (benchmarks/RESULTS.md).
 
 Neither torch nor accelerate offers this for the CPU heap (``torch.cuda.empty_cache``
 is the CUDA allocator's counterpart), hence our own few lines. Elsewhere than glibc
