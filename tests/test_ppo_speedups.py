@@ -73,7 +73,8 @@ def test_a_shared_prefix_run_once_gives_the_same_logprobs_values_and_gradients(a
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
 
 
-def test_sampling_merged_or_with_a_shared_prefix_draws_the_same_tokens_and_leaves_the_weights(actor_critic, tiny_policy):
+def test_sampling_merged_packed_or_with_a_shared_prefix_draws_the_same_tokens_and_leaves_the_weights(actor_critic, tiny_policy):
+    import itertools
     from types import SimpleNamespace
 
     import torch
@@ -86,13 +87,44 @@ def test_sampling_merged_or_with_a_shared_prefix_draws_the_same_tokens_and_leave
     before = {n: p.clone() for n, p in actor_critic.peft.named_parameters()}
     generation = SimpleNamespace(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=6)
     drawn = []
-    for merge, share in ((False, False), (True, False), (False, True), (True, True)):
+    for merge, share, pack in itertools.product((False, True), (False, True), (None, len(prompts))):
         torch.manual_seed(1)
-        with sampling_weights(actor_critic, True, merge):
+        with sampling_weights(actor_critic, True, merge, pack):
             drawn.append(sample(actor_critic.peft, tokenizer, prompts, generation, 256, torch.device("cpu"), share).response_ids)
-    assert all(torch.equal(drawn[0], d) for d in drawn[1:])
+    assert len(drawn) == 8 and all(torch.equal(drawn[0], d) for d in drawn[1:])
     assert all(torch.equal(before[n], p) for n, p in actor_critic.peft.named_parameters())
     assert actor_critic.peft.active_adapter == "default" and not actor_critic.policy_is_identity()
+
+
+@pytest.mark.parametrize("policy", [True, False], ids=["merged-policy", "reference"])
+def test_packed_sampling_computes_with_the_merged_or_own_weights_and_restores_the_layers(actor_critic, tiny_policy, policy, monkeypatch):
+    import torch
+    from rlhf_plug_plugins.ppo import packed_linear
+    from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
+    from transformers import AutoTokenizer
+
+    if not packed_linear.can_pack(torch.device("cpu"), torch.float32):
+        pytest.skip("this torch has no oneDNN")
+    _, ids, mask, _ = _batch(AutoTokenizer.from_pretrained(tiny_policy))
+    calls = []
+    pack = packed_linear._packed_forward
+    monkeypatch.setattr(packed_linear, "_packed_forward", lambda *a: calls.append(1) or pack(*a))
+    lm = actor_critic.causal_lm
+
+    def logits(pack_rows):
+        calls.clear()
+        with torch.no_grad(), sampling_weights(actor_critic, policy, True, pack_rows):
+            return lm(input_ids=ids, attention_mask=mask).logits, len(calls)
+
+    plain, plain_calls = logits(None)
+    packed, packed_calls = logits(len(ids))
+    layers = lm.config.num_hidden_layers
+    assert plain_calls == 0 and packed_calls == 7 * layers + 1, "q k v o gate up down in every layer, and the LM head"
+    assert torch.allclose(plain, packed, atol=1e-4, rtol=1e-4), (plain - packed).abs().max()
+    with torch.no_grad(), sampling_weights(actor_critic, not policy, True, None):
+        other = lm(input_ids=ids, attention_mask=mask).logits
+    assert not torch.allclose(other, packed, atol=1e-3), "the policy and the reference differ, and packing kept which is which"
+    assert not any("forward" in m.__dict__ for m in lm.modules()), "every layer has its own forward back"
 
 
 def test_auto_checkpointing_keeps_short_batches_and_checkpoints_long_ones(actor_critic):

@@ -82,6 +82,10 @@ class PPOArgs(Strict):
         True, description="sample with the policy LoRA merged into temporary copies of the weights (faster decoding; "
         "samples can differ from unmerged sampling by float rounding); false: peft's unmerged forward",
     )
+    packed_sampling: bool = Field(
+        True, description="on a CPU in fp32, sample with every linear layer's weight packed once per rollout for "
+        "oneDNN (decoding about 1.25x faster for SmolLM2-135M; float rounding as with merging); false: F.linear",
+    )
     share_prompt_prefix: bool = Field(
         True, description="run the prompt prefix every row of a batch shares (e.g. a chat template's system prompt) "
         "once per forward pass, not once per row (checkpointed layers included)",

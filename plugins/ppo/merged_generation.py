@@ -12,11 +12,14 @@ The merged product rounds differently from ``x·W + (x·A)·B·s``, so a sample 
 differ from unmerged sampling where a token's probability sits within float
 rounding of the sampling draw; while the adapter is still zero (the first step)
 the weights are bit-identical.
+
+On a CPU in fp32 the merged weights are not swapped in but packed for oneDNN
+(:mod:`rlhf_plug_plugins.ppo.packed_linear`), together with every other linear layer.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
@@ -57,15 +60,45 @@ def merged_adapter(peft_model, adapter: str, layers: list):
             base.weight = weight
 
 
-@contextmanager
-def sampling_weights(actor_critic, policy: bool, merge: bool):
-    """The weights to sample with: the policy (merged when ``merge`` and its layers allow) or the reference."""
+def _merged_or_own(model, merged_layers: list):
+    """(module, weight to compute with) for every plain fp32 linear of ``model`` but LoRA's own small
+    ones: ``W + ΔW`` for the base layers of ``merged_layers``, each computed only when it is wanted,
+    else the module's own weight."""
     from rlhf_plug_plugins.ppo.actor_critic import POLICY
+    from rlhf_plug_plugins.ppo.packed_linear import plain_linears
 
+    lora_of = {id(layer.get_base_layer()): layer for layer in merged_layers}
+    for name, module in plain_linears(model):
+        if ".lora_" in name:
+            continue
+        layer = lora_of.get(id(module))
+        if layer is None:
+            yield module, module.weight
+        else:
+            yield module, module.weight + layer.get_delta_weight(POLICY).to(module.weight.dtype)
+
+
+@contextmanager
+def sampling_weights(actor_critic, policy: bool, merge: bool, pack_rows: int | None = None):
+    """The weights to sample with: the policy (merged when ``merge`` and its layers allow) or the reference.
+
+    With ``pack_rows`` (the batch size) on a CPU in fp32, every plain linear layer computes with
+    its weight packed for oneDNN (:mod:`rlhf_plug_plugins.ppo.packed_linear`); a merged policy is
+    then packed straight from ``W + ΔW`` with no weight swapped in.
+    """
+    from rlhf_plug_plugins.ppo.actor_critic import POLICY
+    from rlhf_plug_plugins.ppo.packed_linear import can_pack, packed_linears
+
+    param = next(actor_critic.causal_lm.parameters())
+    pack = pack_rows is not None and can_pack(param.device, param.dtype)
     layers = mergeable_layers(actor_critic.peft, POLICY) if policy and merge else None
-    if layers is None:
-        with actor_critic.adapter(POLICY if policy else None):
-            yield
-        return
-    with merged_adapter(actor_critic.peft, POLICY, layers):
+    with ExitStack() as stack:
+        if layers is None:
+            stack.enter_context(actor_critic.adapter(POLICY if policy else None))
+        elif pack:
+            stack.enter_context(actor_critic.peft.disable_adapter())
+        else:
+            stack.enter_context(merged_adapter(actor_critic.peft, POLICY, layers))
+        if pack:
+            stack.enter_context(packed_linears(_merged_or_own(actor_critic.causal_lm, layers or []), pack_rows))
         yield

@@ -64,7 +64,8 @@ class PPOLoop:
         from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
 
         with unwrap_model_for_generation(self.model, self.accelerator) as unwrapped, self.autocast():
-            with sampling_weights(unwrapped, adapter_on, self.args.merged_sampling):
+            pack_rows = len(prompts) if self.args.packed_sampling else None
+            with sampling_weights(unwrapped, adapter_on, self.args.merged_sampling, pack_rows):
                 return sample(
                     unwrapped.peft, self.tokenizer, prompts, self.config.generation,
                     self.args.max_prompt_length, self.accelerator.device, self.args.share_prompt_prefix,
