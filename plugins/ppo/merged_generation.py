@@ -42,6 +42,12 @@ def mergeable_layers(peft_model, adapter: str) -> list | None:
     return layers or None
 
 
+def merged_weight(layer, adapter: str) -> torch.Tensor:
+    """A new tensor ``W + ΔW(adapter)`` for one LoRA layer (call under ``torch.no_grad``)."""
+    base = layer.get_base_layer()
+    return base.weight + layer.get_delta_weight(adapter).to(base.weight.dtype)
+
+
 @contextmanager
 def merged_adapter(peft_model, adapter: str, layers: list):
     """Inside: ``peft_model`` computes with ``W + ΔW(adapter)`` and every adapter off; outside: as before."""
@@ -50,7 +56,7 @@ def merged_adapter(peft_model, adapter: str, layers: list):
         with torch.no_grad():
             for layer in layers:
                 base = layer.get_base_layer()
-                merged = base.weight + layer.get_delta_weight(adapter).to(base.weight.dtype)
+                merged = merged_weight(layer, adapter)
                 swapped.append((base, base.weight))
                 base.weight = nn.Parameter(merged, requires_grad=False)
         with peft_model.disable_adapter():
@@ -75,7 +81,7 @@ def _merged_or_own(model, merged_layers: list):
         if layer is None:
             yield module, module.weight
         else:
-            yield module, module.weight + layer.get_delta_weight(POLICY).to(module.weight.dtype)
+            yield module, merged_weight(layer, POLICY)
 
 
 @contextmanager

@@ -4,8 +4,8 @@ At one token per step a rollout multiplies a few rows (the batch) by every weigh
 ``F.linear`` on CPU calls MKL's sgemm, which lays the whole weight out anew (packs it)
 on every call; at 8 rows that costs more than the arithmetic. SmolLM2-135M, 2 threads:
 the 1536 × 576 MLP weight takes 0.62 ms plain and 0.16 ms packed, the 49,152 × 576
-LM head 17.0 ms and 6.1 ms; a 32-token rollout of 8 prompts 3.7 s and 3.0 s, packing
-included (``benchmarks/RESULTS.md``).
+LM head 17.0 ms and 6.1 ms; a 32-token rollout of 8 prompts 3.6–3.8 s plain and 3.1–3.2 s
+packed, packing included (``benchmarks/RESULTS.md``).
 
 We write this ourselves because nothing in torch or transformers packs weights for eager
 decoding: it is what ``torch.compile``'s CPU freezing pass does (the same two oneDNN ops,
