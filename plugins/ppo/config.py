@@ -94,6 +94,11 @@ class PPOArgs(Strict):
         0.5, description="with gradient_checkpointing auto: activations a training forward may keep before checkpointing "
         "(every n-th layer when that is enough)",
     )
+    lean_swiglu: bool = Field(
+        True, description="SwiGLU MLPs (Llama, Qwen, Mistral...) keep 2 of their 4 intermediates for the backward pass "
+        "and recompute the others: 170 MiB less per training forward of 8 x 78 tokens for SmolLM2-135M, "
+        "gradients bit for bit the same, about 30 ms more per update",
+    )
     release_freed_memory: bool = Field(
         False, description="in training forwards (before the LM head, and after), hand the CPU heap's freed pages "
         "back to the OS (glibc malloc_trim): 0.05-0.25 GiB lower and steadier peak RSS on CPU for about 6 % more "
