@@ -13,7 +13,7 @@ accelerate's DDP wrapper sees it.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from torch import nn
 
 from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing
 from rlhf_plug_plugins.ppo.heap import release_freed_memory
+from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations
 from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
@@ -51,6 +52,7 @@ class ActorCritic(nn.Module):
         self.checkpointing = None  # a Checkpointing, set by build_actor_critic
         self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.prefix)
         self.release_memory = False  # hand freed heap pages back to the OS mid-forward (rlhf_plug_plugins.ppo.heap)
+        self.lean_activations = False  # recompute norm and SwiGLU outputs in backward (rlhf_plug_plugins.ppo.lean_activations)
         self._index_lora_params()
         self.fix_trainable()
 
@@ -173,6 +175,11 @@ class ActorCritic(nn.Module):
         return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
 
     def _train(self, input_ids, attention_mask, prompt_length: int, with_values: bool = True, ptx=None) -> TrainOutput:
+        lean = self.lean_activations and torch.is_grad_enabled()
+        with recompute_cheap_activations() if lean else nullcontext():
+            return self._train_pass(input_ids, attention_mask, prompt_length, with_values, ptx)
+
+    def _train_pass(self, input_ids, attention_mask, prompt_length: int, with_values: bool, ptx) -> TrainOutput:
         response_ids = input_ids[:, prompt_length:]
         prefix = shared_prefix(input_ids, attention_mask) if self.share_prefix else None
         if self.checkpointing is not None and torch.is_grad_enabled():

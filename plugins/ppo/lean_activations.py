@@ -1,0 +1,133 @@
+"""Training forwards that keep only the activations that are dear to recompute.
+
+LoRA's A matrices need their layer's input for their weight gradients, so autograd
+keeps every input of every adapted linear layer. Some of those inputs cost almost
+nothing to compute again from tensors that are kept anyway:
+
+* an RMSNorm's output (the input of q/k/v and of gate/up) from the norm's input,
+  which the norm keeps for its own backward pass;
+* a SwiGLU MLP's ``silu(gate(x)) * up(x)`` (the input of ``down``) and
+  ``silu(gate(x))``, from ``gate(x)`` and ``up(x)``.
+
+So a Llama-style layer keeps two ``[tokens, intermediate]`` tensors instead of
+four, and no norm output. For SmolLM2-135M (30 layers, hidden 576, intermediate
+1536) that is about 0.25 GiB less saved memory per training forward of 8 × 78
+tokens, for a few tens of ms of elementwise work in the backward pass. The
+recomputed values, and so the gradients, are bit for bit those of the eager pass:
+the same ATen kernels run on the same inputs.
+
+How: during a training forward (:func:`recompute_cheap_activations`) the patched
+norms and MLPs register their outputs with a recipe; a saved-tensor hook stores
+those outputs (and views of them) as the recipe, and the backward pass runs it.
+Layers under gradient checkpointing are left to the checkpoint's own hooks, which
+are innermost there. torch's selective activation checkpointing chooses per op type
+and would keep every LoRA matmul output in the region, hence our own hooks.
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+_registry: dict[int, weakref.ref] | None = None  # data_ptr -> the output; None outside a training forward
+
+
+def _register(output: torch.Tensor, recipe) -> None:
+    """The recipe lives on the output: when a checkpointed layer drops the output, its inputs go too."""
+    whole = output.is_contiguous() and output.storage_offset() == 0
+    if _registry is not None and whole and output.numel() * output.element_size() == output.untyped_storage().nbytes():
+        output._lean_recipe = recipe
+        _registry[output.untyped_storage().data_ptr()] = weakref.ref(output)
+
+
+def _pack(tensor):
+    ref = _registry.get(tensor.untyped_storage().data_ptr()) if _registry and tensor.numel() else None
+    output = ref() if ref is not None else None
+    if output is None:  # not registered, or dead (its address may now hold another tensor)
+        return tensor
+    return output._lean_recipe, tensor.shape, tensor.stride(), tensor.storage_offset()
+
+
+def _unpack(packed):
+    if isinstance(packed, torch.Tensor):
+        return packed
+    recipe, shape, stride, offset = packed
+    with torch.no_grad():
+        return recipe().as_strided(shape, stride, offset)
+
+
+@contextmanager
+def recompute_cheap_activations():
+    """Within: registered outputs are saved for the backward pass as recipes, not tensors."""
+    global _registry
+    outer, _registry = _registry, {}
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(_pack, _unpack):
+            yield
+    finally:
+        _registry = outer
+
+
+class _SwiGLU(torch.autograd.Function):
+    """``silu(gate) * up``, keeping only ``gate`` and ``up`` for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, gate, up):
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate, up = ctx.saved_tensors
+        grad_gate = torch.ops.aten.silu_backward(grad * up, gate) if ctx.needs_input_grad[0] else None
+        grad_up = grad * F.silu(gate) if ctx.needs_input_grad[1] else None
+        return grad_gate, grad_up
+
+
+def _swiglu_forward(mlp):
+    def forward(x):
+        gate, up = mlp.gate_proj(x), mlp.up_proj(x)
+        # Checkpointing compares what a layer saves in its forward and in its recompute (outside any
+        # training forward's registry): both run this same Function whenever gradients flow.
+        if not (torch.is_grad_enabled() and (gate.requires_grad or up.requires_grad)):
+            return mlp.down_proj(mlp.act_fn(gate) * up)
+        product = _SwiGLU.apply(gate, up)
+        _register(product, lambda: F.silu(gate) * up)
+        return mlp.down_proj(product)
+
+    return forward
+
+
+def _norm_forward(norm, plain_forward):
+    def forward(hidden):
+        out = plain_forward(hidden)
+        if out.requires_grad:
+            _register(out, lambda: plain_forward(hidden))
+        return out
+
+    return forward
+
+
+def is_swiglu_mlp(module) -> bool:
+    act = getattr(module, "act_fn", None)
+    return all(isinstance(getattr(module, n, None), torch.nn.Module) for n in ("gate_proj", "up_proj", "down_proj")) and (
+        isinstance(act, torch.nn.SiLU) or type(act).__name__ == "SiLUActivation"
+    )
+
+
+def is_rms_norm(module) -> bool:
+    return type(module).__name__.endswith("RMSNorm")
+
+
+def use_lean_activations(model) -> dict[str, int]:
+    """Patch ``model``'s SwiGLU MLPs and RMSNorms to register their outputs; returns how many of each."""
+    mlps = [m for m in model.modules() if is_swiglu_mlp(m)]
+    norms = [m for m in model.modules() if is_rms_norm(m)]
+    for mlp in mlps:
+        mlp.forward = _swiglu_forward(mlp)
+    for norm in norms:
+        norm.forward = _norm_forward(norm, norm.forward)
+    return {"mlps": len(mlps), "norms": len(norms)}

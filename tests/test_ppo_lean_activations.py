@@ -1,0 +1,94 @@
+"""Lean training forwards keep fewer activations and change no gradient, with or without checkpointing."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def actor_critic(tiny_policy):
+    import torch
+    from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
+
+    torch.manual_seed(0)
+    model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "trunk", 0.7, torch.device("cpu"), False)
+    with torch.no_grad():
+        for name, param in model.peft.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)  # a policy that differs from the reference
+        model.value_head.weight.normal_(0, 0.05)
+    return model
+
+
+def _train_pass(model, monkeypatch):
+    """Gradients of one training pass, and the storages it kept for the backward pass, counted by width."""
+    import collections
+
+    import torch
+    from rlhf_plug_plugins.ppo import lean_activations
+
+    torch.manual_seed(1)
+    ids = torch.randint(3, 200, (3, 14))
+    kept = {}
+
+    def keep(packed):
+        if isinstance(packed, torch.Tensor):
+            kept[packed.untyped_storage().data_ptr()] = packed.untyped_storage().nbytes() // (ids.numel() * 4)
+        return packed
+
+    lean_pack = lean_activations._pack
+    monkeypatch.setattr(lean_activations, "_pack", lambda t: keep(lean_pack(t)))
+    model.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):  # what a pass without lean hooks keeps
+        out = model(role="train", input_ids=ids, attention_mask=torch.ones_like(ids), prompt_length=6)
+    (out.logprobs.sum() + out.values.sum()).backward()
+    monkeypatch.setattr(lean_activations, "_pack", lean_pack)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return grads, collections.Counter(kept.values())
+
+
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["kept", "checkpointed"])
+def test_lean_activations_keep_two_mlp_intermediates_and_no_norm_output_with_the_same_gradients(
+    actor_critic, checkpointing, monkeypatch
+):
+    import torch
+    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
+    from rlhf_plug_plugins.ppo.lean_activations import use_lean_activations
+
+    lm = actor_critic.causal_lm
+    actor_critic.checkpointing = Checkpointing(lm, checkpointing)
+    actor_critic.train(checkpointing)
+    layers, hidden, intermediate = lm.config.num_hidden_layers, lm.config.hidden_size, lm.config.intermediate_size
+    eager_grads, eager_kept = _train_pass(actor_critic, monkeypatch)
+    assert use_lean_activations(lm) == {"mlps": layers, "norms": 2 * layers + 1}
+    actor_critic.lean_activations = True
+    lean_grads, lean_kept = _train_pass(actor_critic, monkeypatch)
+
+    assert eager_grads.keys() == lean_grads.keys() and len(lean_grads) > 2 * layers
+    for name, grad in eager_grads.items():
+        assert torch.equal(grad, lean_grads[name]), name
+    if checkpointing:  # the checkpoint keeps each layer's input only, lean or not
+        assert lean_kept[intermediate] == eager_kept[intermediate] == 0
+    else:
+        assert eager_kept[intermediate] >= 3 * layers
+        assert lean_kept[intermediate] == 2 * layers  # gate(x) and up(x): silu and the product are recomputed
+        # No norm output, but the first: it normalises the frozen embeddings, so its input is kept by no one else
+        assert lean_kept[hidden] <= eager_kept[hidden] - (2 * layers - 1)
+
+
+def test_lean_activations_leave_passes_without_gradients_alone(actor_critic, monkeypatch):
+    import torch
+    from rlhf_plug_plugins.ppo import lean_activations
+
+    lean_activations.use_lean_activations(actor_critic.causal_lm)
+    actor_critic.lean_activations = True
+    registered = []
+    register = lean_activations._register
+    monkeypatch.setattr(lean_activations, "_register", lambda *a: registered.append(a[0].shape) or register(*a))
+    ids = torch.randint(3, 200, (2, 9))
+    with torch.no_grad():
+        actor_critic(role="train", input_ids=ids, attention_mask=torch.ones_like(ids), prompt_length=4)
+        actor_critic(role="reference", input_ids=ids, attention_mask=torch.ones_like(ids), prompt_length=4)
+    assert not registered
+    actor_critic(role="train", input_ids=ids, attention_mask=torch.ones_like(ids), prompt_length=4)
+    assert len(registered) >= 3 * actor_critic.causal_lm.config.num_hidden_layers
