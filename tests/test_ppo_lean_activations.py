@@ -20,7 +20,7 @@ def actor_critic(tiny_policy):
     return model
 
 
-def _train_pass(model, monkeypatch):
+def _train_pass(model, monkeypatch, autocast: bool = False):
     """Gradients of one training pass, and the storages it kept for the backward pass, counted by width."""
     import collections
 
@@ -39,7 +39,7 @@ def _train_pass(model, monkeypatch):
     lean_pack = lean_activations._pack
     monkeypatch.setattr(lean_activations, "_pack", lambda t: keep(lean_pack(t)))
     model.zero_grad(set_to_none=True)
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):  # what a pass without lean hooks keeps
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
         out = model(role="train", input_ids=ids, attention_mask=torch.ones_like(ids), prompt_length=6)
     (out.logprobs.sum() + out.values.sum()).backward()
     monkeypatch.setattr(lean_activations, "_pack", lean_pack)
@@ -53,15 +53,13 @@ def test_lean_activations_keep_two_mlp_intermediates_and_no_norm_output_with_the
 ):
     import torch
     from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
-    from rlhf_plug_plugins.ppo.lean_activations import use_lean_activations
 
     lm = actor_critic.causal_lm
     actor_critic.checkpointing = Checkpointing(lm, checkpointing)
     actor_critic.train(checkpointing)
     layers, hidden, intermediate = lm.config.num_hidden_layers, lm.config.hidden_size, lm.config.intermediate_size
     eager_grads, eager_kept = _train_pass(actor_critic, monkeypatch)
-    assert use_lean_activations(lm) == {"mlps": layers, "norms": 2 * layers + 1}
-    actor_critic.lean_activations = True
+    assert actor_critic.keep_lean_activations() == {"mlps": layers, "norms": 2 * layers + 1}
     lean_grads, lean_kept = _train_pass(actor_critic, monkeypatch)
 
     assert eager_grads.keys() == lean_grads.keys() and len(lean_grads) > 2 * layers
@@ -76,12 +74,22 @@ def test_lean_activations_keep_two_mlp_intermediates_and_no_norm_output_with_the
         assert lean_kept[hidden] <= eager_kept[hidden] - (2 * layers - 1)
 
 
+def test_lean_activations_recompute_under_the_forwards_bf16_autocast(actor_critic, monkeypatch):
+    import torch
+
+    eager_grads, _ = _train_pass(actor_critic, monkeypatch, autocast=True)
+    actor_critic.keep_lean_activations()
+    lean_grads, lean_kept = _train_pass(actor_critic, monkeypatch, autocast=True)
+    assert lean_kept  # the pass did go through the lean hooks
+    for name, grad in eager_grads.items():
+        assert torch.equal(grad, lean_grads[name]), name
+
+
 def test_lean_activations_leave_passes_without_gradients_alone(actor_critic, monkeypatch):
     import torch
     from rlhf_plug_plugins.ppo import lean_activations
 
-    lean_activations.use_lean_activations(actor_critic.causal_lm)
-    actor_critic.lean_activations = True
+    actor_critic.keep_lean_activations()
     registered = []
     register = lean_activations._register
     monkeypatch.setattr(lean_activations, "_register", lambda *a: registered.append(a[0].shape) or register(*a))
@@ -92,3 +100,13 @@ def test_lean_activations_leave_passes_without_gradients_alone(actor_critic, mon
     assert not registered
     actor_critic(role="train", input_ids=ids, attention_mask=torch.ones_like(ids), prompt_length=4)
     assert len(registered) >= 3 * actor_critic.causal_lm.config.num_hidden_layers
+
+
+def test_auto_checkpointing_budgets_for_what_lean_forwards_keep(actor_critic):
+    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
+
+    actor_critic.checkpointing = Checkpointing(actor_critic.causal_lm, "auto", budget_gib=1e-4)  # ~105 KiB
+    tokens = 20  # the tiny model keeps ~140 KiB for them eagerly, ~90 KiB with lean activations
+    assert actor_critic.checkpointing.choose(tokens) is not None
+    actor_critic.keep_lean_activations()
+    assert actor_critic.checkpointing.choose(tokens) is None

@@ -22,7 +22,7 @@ from torch import nn
 
 from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing
 from rlhf_plug_plugins.ppo.heap import release_freed_memory
-from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations
+from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations, use_lean_activations
 from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
@@ -52,7 +52,7 @@ class ActorCritic(nn.Module):
         self.checkpointing = None  # a Checkpointing, set by build_actor_critic
         self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.prefix)
         self.release_memory = False  # hand freed heap pages back to the OS mid-forward (rlhf_plug_plugins.ppo.heap)
-        self.lean_activations = False  # recompute norm and SwiGLU outputs in backward (rlhf_plug_plugins.ppo.lean_activations)
+        self.lean_activations = False  # see keep_lean_activations
         self._index_lora_params()
         self.fix_trainable()
 
@@ -94,6 +94,16 @@ class ActorCritic(nn.Module):
             for name, param in self.peft.named_parameters()
             if f".{POLICY}." in name and ("lora_B" in name or "lora_embedding_B" in name)
         )
+
+    def keep_lean_activations(self) -> dict[str, int]:
+        """Training forwards keep no norm output and two SwiGLU intermediates, not four: the backward pass
+        recomputes the rest (:mod:`rlhf_plug_plugins.ppo.lean_activations`); checkpointing budgets for that.
+        Returns how many MLPs and norms were made lean."""
+        patched = use_lean_activations(self.causal_lm)
+        self.lean_activations = True
+        if self.checkpointing is not None:
+            self.checkpointing.lean = True
+        return patched
 
     def fix_trainable(self) -> None:
         """peft's ``set_adapter`` flips ``requires_grad``; keep exactly our trainable adapters trainable."""

@@ -39,7 +39,9 @@ def _register(output: torch.Tensor, recipe) -> None:
     """The recipe lives on the output: when a checkpointed layer drops the output, its inputs go too."""
     whole = output.is_contiguous() and output.storage_offset() == 0
     if _registry is not None and whole and output.numel() * output.element_size() == output.untyped_storage().nbytes():
-        output._lean_recipe = recipe
+        device = output.device.type  # the backward pass recomputes under the forward's autocast, if any
+        autocast = torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
+        output._lean_recipe = (recipe, device, autocast)
         _registry[output.untyped_storage().data_ptr()] = weakref.ref(output)
 
 
@@ -54,8 +56,8 @@ def _pack(tensor):
 def _unpack(packed):
     if isinstance(packed, torch.Tensor):
         return packed
-    recipe, shape, stride, offset = packed
-    with torch.no_grad():
+    (recipe, device, (autocast, dtype)), shape, stride, offset = packed
+    with torch.no_grad(), torch.autocast(device, dtype=dtype, enabled=autocast):
         return recipe().as_strided(shape, stride, offset)
 
 

@@ -15,7 +15,6 @@ def build_loop(ctx, config, prompts, ptx_rows):
     from rlhf_plug.tracking import accelerator_kwargs
     from rlhf_plug.training import run_info
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.ppo.lean_activations import use_lean_activations
     from rlhf_plug_plugins.ppo.trainer import PPOLoop
 
     # glibc's default malloc settings: a fixed 1 MiB mmap threshold (tried before) made every activation a
@@ -34,8 +33,7 @@ def build_loop(ctx, config, prompts, ptx_rows):
     actor_critic.share_prefix = args.share_prompt_prefix
     actor_critic.release_memory = args.release_freed_memory
     if args.lean_activations:
-        use_lean_activations(actor_critic.causal_lm)
-        actor_critic.lean_activations = True
+        actor_critic.keep_lean_activations()
     if not needs_value:
         actor_critic.value_head.requires_grad_(False)
     rewards = _components(ctx, config.reward, "reward")
