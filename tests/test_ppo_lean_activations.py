@@ -60,6 +60,9 @@ def test_lean_activations_keep_two_mlp_intermediates_and_no_norm_output_with_the
     layers, hidden, intermediate = lm.config.num_hidden_layers, lm.config.hidden_size, lm.config.intermediate_size
     eager_grads, eager_kept = _train_pass(actor_critic, monkeypatch)
     assert actor_critic.keep_lean_activations() == {"mlps": layers, "norms": 2 * layers + 1}
+    forwards = [m.forward for m in lm.modules() if "forward" in m.__dict__]
+    actor_critic.keep_lean_activations()  # a second call wraps nothing twice
+    assert [m.forward for m in lm.modules() if "forward" in m.__dict__] == forwards
     lean_grads, lean_kept = _train_pass(actor_critic, monkeypatch)
 
     assert eager_grads.keys() == lean_grads.keys() and len(lean_grads) > 2 * layers

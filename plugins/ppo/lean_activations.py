@@ -11,8 +11,9 @@ nothing to compute again from tensors that are kept anyway:
 
 So a Llama-style layer keeps two ``[tokens, intermediate]`` tensors instead of
 four, and no norm output. For SmolLM2-135M (30 layers, hidden 576, intermediate
-1536) that is about 0.25 GiB less saved memory per training forward of 8 × 78
-tokens, for a few tens of ms of elementwise work in the backward pass. The
+1536) a training forward of 8 × 78 tokens keeps 466 MiB instead of 767 MiB, for a
+few tens of ms of elementwise work in the backward pass (not measurable against
+the 3 s of forward and backward). The
 recomputed values, and so the gradients, are bit for bit those of the eager pass:
 the same ATen kernels run on the same inputs.
 
@@ -103,7 +104,7 @@ def _swiglu_forward(mlp):
     return forward
 
 
-def _norm_forward(norm, plain_forward):
+def _norm_forward(plain_forward):
     def forward(hidden):
         out = plain_forward(hidden)
         if out.requires_grad:
@@ -125,11 +126,14 @@ def is_rms_norm(module) -> bool:
 
 
 def use_lean_activations(model) -> dict[str, int]:
-    """Patch ``model``'s SwiGLU MLPs and RMSNorms to register their outputs; returns how many of each."""
+    """Patch ``model``'s SwiGLU MLPs and RMSNorms to register their outputs; returns how many of each.
+
+    The forwards are instance attributes (``module.__dict__``); patching twice changes nothing.
+    """
     mlps = [m for m in model.modules() if is_swiglu_mlp(m)]
     norms = [m for m in model.modules() if is_rms_norm(m)]
-    for mlp in mlps:
+    for mlp in (m for m in mlps if "forward" not in m.__dict__):
         mlp.forward = _swiglu_forward(mlp)
-    for norm in norms:
-        norm.forward = _norm_forward(norm, norm.forward)
+    for norm in (m for m in norms if "forward" not in m.__dict__):
+        norm.forward = _norm_forward(norm.forward)
     return {"mlps": len(mlps), "norms": len(norms)}
