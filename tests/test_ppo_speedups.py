@@ -242,3 +242,34 @@ def test_releasing_heap_pages_mid_forward_changes_no_number(actor_critic, tiny_p
     assert calls == [1], "no-grad passes keep no activations and release nothing"
     assert torch.equal(kept, released)
     assert all(torch.equal(a, b) for a, b in zip(kept_grads, released_grads))
+
+
+@pytest.mark.parametrize("share_prefix", [False, True])
+def test_a_checkpointed_value_adapter_recomputes_under_the_value_adapter(tiny_policy, share_prefix):
+    import torch
+    from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
+    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "adapter", 0.7, torch.device("cpu"), False)
+    with torch.no_grad():
+        for name, param in model.peft.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.05)  # the policy and value adapters differ
+        model.value_head.weight.normal_(0, 0.05)
+    model.share_prefix = share_prefix
+    _, ids, mask, prompt_length = _batch(AutoTokenizer.from_pretrained(tiny_policy))
+
+    def gradients(checkpointing: bool) -> dict:
+        model.checkpointing = Checkpointing(model.causal_lm, checkpointing)
+        model.train(checkpointing)
+        model.zero_grad(set_to_none=True)
+        out = model(role="train", input_ids=ids, attention_mask=mask, prompt_length=prompt_length)
+        (out.logprobs.sum() + out.values.sum()).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    kept, checkpointed = gradients(False), gradients(True)
+    assert any(".value." in n for n in kept) and kept.keys() == checkpointed.keys()
+    for name, grad in kept.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6, msg=name)

@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing
+from rlhf_plug_plugins.ppo.checkpointing import (
+    Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing, recomputed_within,
+)
 from rlhf_plug_plugins.ppo.heap import release_freed_memory
 from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations, use_lean_activations
-from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
+from rlhf_plug_plugins.ppo.prefix import checkpointed_layers, hidden_with_shared_prefix, shared_prefix
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
 VALUE = "value"
@@ -202,7 +205,8 @@ class ActorCritic(nn.Module):
         values = None
         if with_values:
             if self.value_mode == "adapter":
-                with self.adapter(VALUE):
+                value_adapter = partial(self.adapter, VALUE)  # checkpointed layers must recompute under it too
+                with value_adapter(), recomputed_within(checkpointed_layers(self.trunk), value_adapter):
                     hidden = self._hidden(input_ids, attention_mask, prompt_length, prefix)
             values = self._values(hidden)
         lm_loss = self._lm_loss(**ptx) if ptx is not None else None

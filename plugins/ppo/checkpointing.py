@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from contextlib import contextmanager
+from functools import partial
 
 # What a Llama-style decoder layer keeps per token for the backward pass, as (hidden, intermediate)
 # vectors: measured on SmolLM2-135M with LoRA on all linear layers (30 layers, hidden 576, intermediate
@@ -100,3 +102,29 @@ def enable_checkpointing(model, every: int) -> None:
 def disable_checkpointing(model) -> None:
     disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
     disable()
+
+
+@contextmanager
+def recomputed_within(layers: list, context):
+    """Inside, checkpointed ``layers`` run, and later recompute, within ``context()``.
+
+    A checkpointed layer runs its forward again in the backward pass, after every context around the
+    original forward has exited: a pass under another adapter (the value adapter) would be recomputed
+    with the policy's. The checkpoint records the function it is given, so wrapping it here is enough.
+    """
+    originals = [(layer, layer._gradient_checkpointing_func) for layer in layers]
+    for layer, checkpoint in originals:
+        layer._gradient_checkpointing_func = partial(_checkpoint_within, checkpoint, context)
+    try:
+        yield
+    finally:
+        for layer, checkpoint in originals:
+            layer._gradient_checkpointing_func = checkpoint
+
+
+def _checkpoint_within(checkpoint, context, function, *args, **kwargs):
+    def within(*inner_args, **inner_kwargs):
+        with context():
+            return function(*inner_args, **inner_kwargs)
+
+    return checkpoint(within, *args, **kwargs)
