@@ -96,7 +96,7 @@ class PPOArgs(Strict):
     )
     lean_activations: bool = Field(
         True, description="training forwards keep no RMSNorm output and 2 of a SwiGLU MLP's 4 intermediates for the "
-        "backward pass, which recomputes them elementwise: 0.25 GiB less for 8 x 78 tokens of SmolLM2-135M, "
+        "backward pass, which recomputes them elementwise: 466 instead of 767 MiB for 8 x 78 tokens of SmolLM2-135M, "
         "gradients bit for bit the same",
     )
     release_freed_memory: bool = Field(
