@@ -61,12 +61,16 @@ class Checkpointing:
         return self.mode is not False
 
     def choose(self, tokens: int) -> int | None:
+        import torch
+
         if self.mode != "auto":
             return 1 if self.mode else None
         param = next(self.model.parameters())
         element_bytes = param.element_size() if param.is_floating_point() else 2  # quantized bases compute in 16-bit
         layers = _text_config(self.model.config).num_hidden_layers
-        needed = activation_bytes(self.model.config, tokens, element_bytes, self.lean)
+        # Lean activations keep less only in fp32: 16-bit LoRA inputs are cast copies, which are kept as such.
+        lean = self.lean and element_bytes == 4 and not torch.is_autocast_enabled(param.device.type)
+        needed = activation_bytes(self.model.config, tokens, element_bytes, lean)
         return checkpoint_every(needed, self.budget, layers)
 
     def before_forward(self, tokens: int) -> None:
