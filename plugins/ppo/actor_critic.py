@@ -22,11 +22,11 @@ import torch
 from torch import nn
 
 from rlhf_plug_plugins.ppo.checkpointing import (
-    Checkpointing, disable_checkpointing, enable_checkpointing, is_checkpointing, recomputed_within,
+    Checkpointing, checkpointed_layers, disable_checkpointing, enable_checkpointing, is_checkpointing, recomputed_within,
 )
 from rlhf_plug_plugins.ppo.heap import release_freed_memory
 from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations, use_lean_activations
-from rlhf_plug_plugins.ppo.prefix import checkpointed_layers, hidden_with_shared_prefix, shared_prefix
+from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
 VALUE = "value"

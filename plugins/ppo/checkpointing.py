@@ -15,6 +15,8 @@ import math
 from contextlib import contextmanager
 from functools import partial
 
+import torch
+
 # What a Llama-style decoder layer keeps per token for the backward pass, as (hidden, intermediate)
 # vectors: measured on SmolLM2-135M with LoRA on all linear layers (30 layers, hidden 576, intermediate
 # 1536) in fp32. Eager: 36.1 KiB per token and layer, 8·hidden + 3·intermediate (39.3 KiB at 8 x 78 tokens
@@ -61,8 +63,6 @@ class Checkpointing:
         return self.mode is not False
 
     def choose(self, tokens: int) -> int | None:
-        import torch
-
         if self.mode != "auto":
             return 1 if self.mode else None
         param = next(self.model.parameters())
@@ -106,6 +106,15 @@ def enable_checkpointing(model, every: int) -> None:
 def disable_checkpointing(model) -> None:
     disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
     disable()
+
+
+def checkpointed_layers(trunk) -> list:
+    """The layers that will checkpoint in this pass (none without gradients)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    if not torch.is_grad_enabled():
+        return []
+    return [m for m in trunk.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
 
 
 @contextmanager

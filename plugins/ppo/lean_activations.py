@@ -13,9 +13,8 @@ So a Llama-style layer keeps two ``[tokens, intermediate]`` tensors instead of
 four, and no norm output. For SmolLM2-135M (30 layers, hidden 576, intermediate
 1536) a training forward of 8 × 78 tokens keeps 466 MiB instead of 767 MiB, for a
 few tens of ms of elementwise work in the backward pass (not measurable against
-the 3 s of forward and backward). The
-recomputed values, and so the gradients, are bit for bit those of the eager pass:
-the same ATen kernels run on the same inputs.
+the 3 s of forward and backward). The recomputed values, and so the gradients, are
+bit for bit those of the eager pass: the same ATen kernels run on the same inputs.
 
 The saving is an fp32 one. Under bf16 autocast, or with 16-bit or 4-bit weights and fp32
 LoRA, the adapted layers keep cast copies of their inputs, which no recipe replaces: there

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from rlhf_plug_plugins.ppo.checkpointing import checkpointed_layers
+
 MIN_PREFIX = 8  # below this the second call costs more than it saves
 
 
@@ -93,15 +95,6 @@ def freeze(cache) -> bool:
     for layer in layers:
         layer.__class__ = FrozenLayer  # same state, read-only update
     return True
-
-
-def checkpointed_layers(trunk) -> list:
-    """The layers that will checkpoint in this pass (none without gradients)."""
-    from transformers.modeling_layers import GradientCheckpointingLayer
-
-    if not torch.is_grad_enabled():
-        return []
-    return [m for m in trunk.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
 
 
 @contextmanager
