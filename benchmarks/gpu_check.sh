@@ -4,7 +4,8 @@
 # and in bf16 (LoRA), then the same recipe in bf16 under configs/accelerate/deepspeed_zero2.yaml with one
 # process. Per stage it records peak GPU memory (torch.cuda.max_memory_allocated) and tokens/s
 # (TRL stages: the Trainer's train_tokens_per_second over non-padding input tokens; PPO: generated
-# tokens/s = batch x mean response length / step time). Writes $OUT/gpu_check.json and prints a table.
+# tokens/s = batch x mean response length / step time), and for PPO the largest sampler-vs-trainer log-prob gap
+# of any step (logprob_gap_max; docs/ppo.md). Writes $OUT/gpu_check.json and prints a table.
 #
 # The GPU machine has torch, transformers, peft and accelerate, but not trl, bitsandbytes, datasets,
 # deepspeed or our small dependencies. Download them HERE first (PyPI is reachable here), into the
@@ -86,7 +87,7 @@ RECORD, SEEN = os.environ["GPU_CHECK_RECORD"], {}
 @hookimpl
 def rlhf_stage_start(stage):
     torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    SEEN.update(tokens=0.0, seconds=0.0, tps=None, start=time.monotonic())
+    SEEN.update(tokens=0.0, seconds=0.0, tps=None, gap=None, start=time.monotonic())
 
 @hookimpl
 def rlhf_step_end(stage, step, metrics):
@@ -95,6 +96,8 @@ def rlhf_step_end(stage, step, metrics):
     if "time/step" in metrics:  # PPO: generated tokens of the global batch
         SEEN["tokens"] += stage.config.args.batch_size * metrics.get("response_length", 0.0)
         SEEN["seconds"] += metrics["time/step"]
+    if metrics.get("logprob_gap_max") is not None:  # PPO: does the sampler draw what the trainer scores?
+        SEEN["gap"] = max(SEEN["gap"] or 0.0, metrics["logprob_gap_max"])
 
 @hookimpl
 def rlhf_stage_end(stage, results):
@@ -102,7 +105,8 @@ def rlhf_stage_end(stage, results):
     row = {"run": os.environ["GPU_CHECK_RUN"], "stage": stage.name, "steps": results.get("steps"),
            "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
            "tokens_per_s": None if tps is None else round(tps, 1),
-           "tokens": "generated" if stage.kind == "ppo" else "input", "stage_s": round(time.monotonic() - SEEN["start"], 1)}
+           "tokens": "generated" if stage.kind == "ppo" else "input", "stage_s": round(time.monotonic() - SEEN["start"], 1),
+           "logprob_gap_max": SEEN["gap"]}
     with open(RECORD, "a") as fh:
         fh.write(json.dumps(row) + "\n")
 PY
@@ -148,10 +152,11 @@ python - "$RECORD" "$OUT/gpu_check.json" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 json.dump(rows, open(sys.argv[2], "w"), indent=2)
-print(f"{'run':<12} {'stage':<8} {'steps':>5} {'peak GiB':>9} {'tokens/s':>10}  tokens     stage s")
+print(f"{'run':<12} {'stage':<8} {'steps':>5} {'peak GiB':>9} {'tokens/s':>10}  tokens     stage s  logprob gap max")
 for r in rows:
     if "stage" in r:
-        print(f"{r['run']:<12} {r['stage']:<8} {r['steps']!s:>5} {r['peak_gib']:>9} {r['tokens_per_s']!s:>10}  {r['tokens']:<10} {r['stage_s']}")
+        gap = "" if r.get("logprob_gap_max") is None else f"{r['logprob_gap_max']:.2g}"
+        print(f"{r['run']:<12} {r['stage']:<8} {r['steps']!s:>5} {r['peak_gib']:>9} {r['tokens_per_s']!s:>10}  {r['tokens']:<10} {r['stage_s']:>7}  {gap}")
     else:
         print(f"{r['run']:<12} exit {r['exit']}")
 PY

@@ -57,7 +57,12 @@ class PPOClipLoss:
 
 
 class ReinforceLoss:
-    """Critic-free policy gradient (REINFORCE/RLOO style) with an importance ratio."""
+    """Critic-free policy gradient with an importance ratio: REINFORCE on the reward-to-go (per-token KL
+    included), whose whitening over the batch is the only baseline (OpenRLHF calls this REINFORCE++).
+
+    Not RLOO: the ppo stage samples one answer per prompt, so there is no leave-one-out baseline; use the
+    ``rloo`` stage (TRL's RLOOTrainer) for that.
+    """
 
     needs_value = False
 

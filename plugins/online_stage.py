@@ -67,6 +67,7 @@ class OnlineStage:
         from rlhf_plug.models import load_tokenizer
         from rlhf_plug.training import attach_progress, run_info, save_trained, trl_trainer
 
+        from .generation_defaults import generation_defaults_off
         from .peak_memory import peak_memory, reset_peak_memory
         from .trl_policy_eval import TRLPolicyEvaluation
 
@@ -87,7 +88,8 @@ class OnlineStage:
         evaluation = TRLPolicyEvaluation(ctx, self.config, trainer, held_out, rewards, judges)
         results = {**run_info(ctx, base), "prompts": len(prompts), "eval_prompts": evaluation.prompts}
         results.update(evaluation.run(0, "before"))
-        train_output = trainer.train()
+        with generation_defaults_off(trainer.model):  # TRL's GenerationConfig would inherit the model's processors
+            train_output = trainer.train()
         results.update(evaluation.run(trainer.state.global_step, "after"))
         results.update(train_loss=float(train_output.training_loss), steps=trainer.state.global_step)
         results.update(training_summary(trainer.state.log_history))

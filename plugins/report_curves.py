@@ -45,6 +45,8 @@ CURVES: dict[str, list[Curve]] = {
         Curve("Policy entropy", "entropy (nats/token)", train=("entropy",)),
         Curve("Clip fraction", "fraction of tokens clipped", train=("clipfrac",), nonnegative=True,
               if_all_zero="always 0: one update per rollout, so the ratio is 1"),
+        Curve("Sampler vs trainer log-prob gap", "|log p_sampler − log π_old| (nats/token)",
+              train=("logprob_gap_mean", "logprob_gap_max"), smooth=False, nonnegative=True),
     ],
 }
 

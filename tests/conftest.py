@@ -34,14 +34,47 @@ def _corpus() -> list[str]:
     return texts + ["good answer", "bad answer", "The answer is good.", "The answer is bad."]
 
 
-def build_tiny_model(target: Path, num_labels: int | None = None, initializer_range: float = 0.02) -> Path:
-    """A 2-layer Llama with a small byte-level BPE tokenizer and a chat template.
+# Tiny random-init members of each model family PPO must serve (2 layers, hidden 64, the tiny tokenizer):
+# (transformers config class, causal-LM class, family-specific settings).
+FAMILIES = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16, "final_logit_softcapping": 30.0,
+                                                     "attn_logit_softcapping": 50.0, "sliding_window": 16}),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 16, "sliding_window": 16,
+                                                         "final_logit_softcapping": 30.0}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {}),
+}
+
+
+def _family_config(family: str, tokenizer, initializer_range: float, **overrides):
+    import transformers
+
+    config_class, model_class, extra = FAMILIES[family]
+    ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id}
+    if family == "gpt2":
+        shape = {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 512}
+    else:
+        shape = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "num_key_value_heads": 2, "max_position_embeddings": 512}
+    settings = {**ids, **shape, "vocab_size": len(tokenizer), "tie_word_embeddings": True,
+                "initializer_range": initializer_range, **extra, **overrides}
+    return getattr(transformers, config_class)(**settings), getattr(transformers, model_class)
+
+
+def build_tiny_model(target: Path, num_labels: int | None = None, initializer_range: float = 0.02, family: str = "llama",
+                     generation: dict | None = None, **config_overrides) -> Path:
+    """A 2-layer model of ``family`` (:data:`FAMILIES`) with a small byte-level BPE tokenizer and a chat template.
 
     The default ``initializer_range`` gives a near-uniform next-token distribution
     that RL can hardly move; 0.2 gives a peaked one that PPO visibly changes.
+    ``generation`` is written as the model's own ``generation_config.json``.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import GenerationConfig, PreTrainedTokenizerFast
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
@@ -56,21 +89,11 @@ def build_tiny_model(target: Path, num_labels: int | None = None, initializer_ra
     import torch
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        tie_word_embeddings=True,
-        initializer_range=initializer_range,
-    )
-    LlamaForCausalLM(config).save_pretrained(target, safe_serialization=True)
+    config, model_class = _family_config(family, tokenizer, initializer_range, **config_overrides)
+    model = model_class(config)
+    if generation is not None:
+        model.generation_config = GenerationConfig(**generation)
+    model.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     return target
 
@@ -84,6 +107,20 @@ def tiny_model(tmp_path_factory) -> Path:
 def tiny_policy(tmp_path_factory) -> Path:
     """The tiny Llama with a peaked initial policy (``initializer_range=0.2``), for RL tests."""
     return build_tiny_model(tmp_path_factory.mktemp("tiny_policy") / "model", initializer_range=0.2)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one intra-op thread: on a shared 2-core machine a second thread makes tiny models ~10x slower.
+
+    Modules that train tiny models use it for every test: ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -20,18 +20,10 @@ from rlhf_plug.labeling.reward_ranker import RewardRanker
 from rlhf_plug.labeling.sampling import Sampler, Samples
 from rlhf_plug.labeling.store import JsonlLog
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MAX_NEW_TOKENS = 8
 SEED = 7
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared machine: one thread is faster
-    yield
-    torch.set_num_threads(threads)
 
 
 # Fixed here, not read from the built-in set, so regenerating that data cannot change what these tests see.

@@ -21,6 +21,8 @@ from rlhf_plug.recipe import load_recipe
 from rlhf_plug.registry import Registries
 from rlhf_plug.runner import check_recipe, run_recipe
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOY = """
 from rlhf_plug import hookimpl
 
@@ -77,16 +79,6 @@ def rlhf_register_evaluators(register):
 
 PLUGIN = "methods_toy_rewards"
 STEPS = 20
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from rlhf_plug.recipe import load_recipe
 from rlhf_plug.registry import Registries
 from rlhf_plug.runner import check_recipe, run_recipe
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOY = """
 from rlhf_plug import hookimpl
 from rlhf_plug_plugins.losses import PPOClipLoss
@@ -75,16 +77,6 @@ def rlhf_register_losses(register):
 """
 
 TRAIN_KEYS = ("reward", "kl", "beta", "entropy", "clipfrac", "approx_kl", "explained_variance", "reward/even_first")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -278,9 +270,10 @@ def test_engine_options_weighted_rewards_eos_penalty_k3_value_adapter(tmp_path, 
     train = records(out / "metrics.jsonl", "train")
     assert len(train) == 3
     for r in train:
-        # the logged reward is the raw weighted sum minus the penalty for responses without EOS
-        expected = 2.0 * r["reward/even_first"] - r["reward/flaky"] - 0.5 * (1 - r["eos_fraction"])
-        assert r["reward"] == pytest.approx(expected, abs=1e-6)
+        # the logged reward is the raw weighted sum; the EOS penalty is subtracted after normalising, so the
+        # batch-normalised score (mean 0 before it) averages minus the penalty times the share without EOS
+        assert r["reward"] == pytest.approx(2.0 * r["reward/even_first"] - r["reward/flaky"], abs=1e-6)
+        assert r["score"] == pytest.approx(-0.5 * (1 - r["eos_fraction"]), abs=1e-5)
         assert r["kl"] >= 0.0, "k3 is never negative"
         assert math.isfinite(r["explained_variance"])
     assert any(r["eos_fraction"] < 1 for r in train), "2-token answers mostly lack EOS: the penalty is exercised"

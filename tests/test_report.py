@@ -317,3 +317,14 @@ def test_verdict_of_a_reward_model_against_its_noise():
     assert "**improved**" in large and "chance" not in large
     worse = verdict(run_of({"eval_loss_before": 1.0, "eval_loss_after": 1.2}))
     assert "**did not improve**" in worse
+
+
+def test_ppo_curves_plot_the_sampler_trainer_gap(tmp_path):
+    from rlhf_plug.report.load import StageOutput
+    from rlhf_plug_plugins.report_curves import CURVES, panels
+
+    metrics = [{"step": s, "split": "train", "logprob_gap_mean": 1e-6 * s, "logprob_gap_max": 4e-6 * s} for s in range(1, 5)]
+    stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)
+    (panel,) = panels(stage, [c for c in CURVES["ppo"] if c.title.startswith("Sampler vs trainer")])
+    assert [len(s.values) for s in panel.series] == [4, 4]
+    assert panel.series[1].values[-1] == pytest.approx(1.6e-5)

@@ -64,16 +64,6 @@ def event_data(folder: Path) -> tuple[dict[str, list[tuple[int, float]]], dict[s
     return scalars, texts
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_tensorboard_event_files_for_sft_reward_and_ppo(tmp_path, tiny_model, registries, pm, one_thread):
     loaded = load_recipe(write(tmp_path, tiny_model), registries)
     run_recipe(loaded, registries, pm, Console(file=io.StringIO(), width=200))

@@ -24,9 +24,11 @@ from torch import nn
 from rlhf_plug_plugins.ppo.checkpointing import (
     Checkpointing, checkpointed_layers, disable_checkpointing, enable_checkpointing, is_checkpointing, recomputed_within,
 )
+from rlhf_plug_plugins.ppo.dropout import disable_dropout
 from rlhf_plug_plugins.ppo.heap import release_freed_memory
 from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations, use_lean_activations
 from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
+from rlhf_plug_plugins.ppo.scoring import ResponseScorer
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
 VALUE = "value"
@@ -41,11 +43,12 @@ class TrainOutput:
 
 
 class ActorCritic(nn.Module):
-    def __init__(self, peft_model, value_mode: str, temperature: float):
+    def __init__(self, peft_model, value_mode: str, temperature: float, top_k: int = 0, top_p: float = 1.0):
         super().__init__()
         self.peft = peft_model
         self.value_mode = value_mode
         self.temperature = temperature
+        self.scorer = ResponseScorer(peft_model.get_base_model().config, temperature, top_k, top_p)
         hidden = self.causal_lm.config.hidden_size
         self.value_head = nn.Linear(hidden, 1)
         nn.init.zeros_(self.value_head.weight)
@@ -56,6 +59,7 @@ class ActorCritic(nn.Module):
         self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.prefix)
         self.release_memory = False  # hand freed heap pages back to the OS mid-forward (rlhf_plug_plugins.ppo.heap)
         self.lean_activations = False  # see keep_lean_activations
+        self.notice = lambda text: None  # says once that a speed feature steps aside (set by the stage)
         self._index_lora_params()
         self.fix_trainable()
 
@@ -142,6 +146,7 @@ class ActorCritic(nn.Module):
                 "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "exclude_modules"}
         config = LoraConfig(**{k: v for k, v in options.items() if k in keep}, inference_mode=True)
         self.peft.add_adapter(name, config)
+        disable_dropout(self.peft)  # the reward adapter's own lora_dropout: a reward scores deterministically
         weights = load_file(str(Path(adapter_dir) / "adapter_model.safetensors"))
         head = {k: v for k, v in weights.items() if ".score." in k or k.endswith(("score.weight", "score.bias"))}
         lora = {k: v for k, v in weights.items() if k not in head}
@@ -170,19 +175,20 @@ class ActorCritic(nn.Module):
         hidden = None
         if length:
             hidden = hidden_with_shared_prefix(self.trunk, input_ids, attention_mask, position_ids, first, length)
+            if hidden is None:
+                self.notice(
+                    "share_prompt_prefix steps aside while layers are checkpointed: this model's cache (sliding-window "
+                    "or quantized layers) cannot be frozen, so those batches run whole"
+                )
         if hidden is None:
             out = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
             hidden = out.last_hidden_state
         return hidden if start is None else hidden[:, start - 1 : -1]
 
-    def _response_logprobs(self, hidden, response_ids):
-        from trl.trainer.utils import selective_log_softmax_and_entropy
-
-        # Logits only for response positions: the LM head is the costliest matmul per token.
-        logits = self.causal_lm.get_output_embeddings()(hidden).float()
-        if self.temperature != 1.0:  # in place: the matmul's backward does not read its output; saves a logits-sized copy
-            logits.div_(self.temperature)
-        return selective_log_softmax_and_entropy(logits, response_ids, entropy_requires_grad=False)
+    def _response_logprobs(self, hidden, response_ids, truncate: bool = True):
+        """Logits only for response positions (the LM head is the costliest matmul per token), scored as sampled
+        (:mod:`rlhf_plug_plugins.ppo.scoring`); ``truncate=False``: no top-k/top-p (the reference's full support)."""
+        return self.scorer(self.causal_lm.get_output_embeddings(), hidden, response_ids, truncate)
 
     def _values(self, hidden):
         return self.value_head(hidden.to(self.value_head.weight.dtype)).squeeze(-1).float()
@@ -219,7 +225,7 @@ class ActorCritic(nn.Module):
     def _reference(self, input_ids, attention_mask, prompt_length: int):
         with self.adapter(None):
             hidden = self._hidden(input_ids, attention_mask, prompt_length)
-            return self._response_logprobs(hidden, input_ids[:, prompt_length:])[0]
+            return self._response_logprobs(hidden, input_ids[:, prompt_length:], truncate=False)[0]
 
     def _reward(self, name: str, input_ids, attention_mask):
         """Scores at the last real token of right-padded sequences."""
@@ -246,7 +252,7 @@ class ActorCritic(nn.Module):
 
 def build_actor_critic(
     base_path: str, quantization: str, lora_options, value_mode: str, temperature: float, device,
-    gradient_checkpointing: bool | str = False, activation_budget_gib: float = 0.5,
+    gradient_checkpointing: bool | str = False, activation_budget_gib: float = 0.5, top_k: int = 0, top_p: float = 1.0,
 ):
     """Load the base once and wrap it: policy adapter (+ value adapter), value head; dropout off.
 
@@ -258,7 +264,6 @@ def build_actor_critic(
     """
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
-    from trl.trainer.utils import disable_dropout_in_model
 
     from rlhf_plug.models import lora_config, model_init_kwargs, quantization_config
 
@@ -270,8 +275,8 @@ def build_actor_critic(
     peft_model = get_peft_model(base, config, adapter_name=POLICY)
     if value_mode == "adapter":
         peft_model.add_adapter(VALUE, config)
-    disable_dropout_in_model(peft_model)
-    model = ActorCritic(peft_model, value_mode, temperature)
+    disable_dropout(peft_model)
+    model = ActorCritic(peft_model, value_mode, temperature, top_k, top_p)
     model.checkpointing = Checkpointing(base, gradient_checkpointing, activation_budget_gib)
     model.train(model.checkpointing.may_checkpoint)  # checkpointing acts in train mode only; dropout is off either way
     model.value_head.to(device)

@@ -65,11 +65,28 @@ class PPOArgs(Strict):
     max_grad_norm: Annotated[float, Field(gt=0)] | None = 1.0
     gamma: Annotated[float, Field(ge=0, le=1)] = 1.0
     lam: Annotated[float, Field(ge=0, le=1)] = 0.95
-    kl_estimator: Literal["k1", "k2", "k3"] = "k1"
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k1", description="per-token KL estimate (Schulman): k1 = -log r, k2 = (log r)^2/2, k3 = r - 1 - log r with "
+        "r = pi_ref/pi. In the reward only k1 gives an unbiased policy gradient and a KL in nats for an adaptive "
+        "target; in the loss (kl_penalty: loss) k2's gradient is that of KL(pi||pi_ref), k3's (GRPO's) that of "
+        "KL(pi_ref||pi), and k1's is zero on average",
+    )
+    kl_penalty: Literal["reward", "loss"] = Field(
+        "reward", description="where beta*KL acts: reward: -beta*KL_t in each token's reward (InstructGPT, Ziegler, "
+        "TRL); loss: beta * mean KL_t added to the loss with its own gradient, no KL in the reward (GRPO)",
+    )
     whiten_advantages: bool = True
-    reward_norm: Literal["running", "batch", "none"] = "running"
+    reward_norm: Literal["running", "frozen", "batch", "none"] = Field(
+        "running", description="normalise the summed reward: running mean/std over all steps; frozen: mean/std of "
+        "the first reward_norm_batches rollouts (the SFT policy's samples, as Ziegler et al. normalise once), then "
+        "fixed; batch: each batch's own; none",
+    )
+    reward_norm_batches: PositiveInt = Field(4, description="with reward_norm frozen: rollouts whose rewards set the statistics")
     reward_clip: Annotated[float, Field(gt=0)] | None = 5.0
-    missing_eos_penalty: float | None = Field(None, description="subtracted from the score of responses without EOS")
+    missing_eos_penalty: float | None = Field(
+        None, description="subtracted from the score of responses without EOS, after normalising and clipping "
+        "(so in units of the normalised reward); TRL's TL;DR example uses 1.0",
+    )
     value_model: Literal["trunk", "adapter"] = Field(
         "trunk", description="value head on the policy's hidden states, or its own LoRA adapter plus head"
     )
@@ -104,6 +121,17 @@ class PPOArgs(Strict):
         "back to the OS (glibc malloc_trim): 0.05-0.25 GiB lower and steadier peak RSS on CPU for about 6 % more "
         "time per update (page faults), so off by default",
     )
+    logprob_gap_threshold: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="warn once when a step's logprob_gap_max (|sampler log-prob - trainer's old log-prob| over "
+        "response tokens) exceeds this: the rollout drew from another distribution than the trainer scores. "
+        "Default: 0.01 in fp32, 1.0 under bf16 autocast or 16-bit weights (measured: docs/ppo.md)",
+    )
+    logprob_gap_strict: bool = Field(False, description="stop with exit 2, instead of warning, above logprob_gap_threshold")
+    importance_sampling: Literal["none", "truncated"] = Field(
+        "none", description="truncated: weight each token's advantage by min(pi_old / p_sampler, "
+        "importance_sampling_cap), correcting what sampling in bf16, 4-bit or with merged weights leaves (TIS)",
+    )
+    importance_sampling_cap: Annotated[float, Field(ge=1)] = 2.0
     eval_every: Annotated[int, Field(ge=0)] = Field(0, description="evaluate every N steps (0: before and after only)")
     eval_prompts: PositiveInt = Field(64, description="held-out prompts used per evaluation (at most)")
     save_every: Annotated[int, Field(ge=0)] = Field(0, description="checkpoint every N steps (0: never mid-stage)")

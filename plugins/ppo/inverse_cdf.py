@@ -9,7 +9,9 @@ draws for a given seed differ from ``multinomial``'s.
 
 It runs as the last logits processor of a greedy ``generate``: it applies transformers'
 own temperature, top-k and top-p warpers, draws, and returns scores whose argmax is
-the drawn token.
+the drawn token. It also keeps the log-probability of each drawn token under the
+distribution it was drawn from (after every processor and warper): the PPO loop
+compares it with the trainer's log-probability of the same token (``logprob_gap``).
 """
 
 from __future__ import annotations
@@ -17,25 +19,41 @@ from __future__ import annotations
 import torch
 
 
+def truncation_warpers(top_k: int, top_p: float) -> list:
+    """transformers' top-k and top-p warpers, in ``generate``'s order; the trainer scores with the same ones."""
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    warpers = []
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers
+
+
 class InverseCdfSampler:
-    """A ``LogitsProcessor``: warps like ``generate(do_sample=True)``, then draws one token per row."""
+    """A ``LogitsProcessor``: warps like ``generate(do_sample=True)``, then draws one token per row.
+
+    ``logprobs`` collects, per step, each row's log-probability of its drawn token ([B] float32).
+    """
 
     def __init__(self, temperature: float, top_k: int, top_p: float):
-        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import TemperatureLogitsWarper
 
-        self.warpers = []
-        if temperature != 1.0:
-            self.warpers.append(TemperatureLogitsWarper(temperature))
-        if top_k:
-            self.warpers.append(TopKLogitsWarper(top_k))
-        if top_p < 1.0:
-            self.warpers.append(TopPLogitsWarper(top_p))
+        self.warpers = [TemperatureLogitsWarper(temperature)] if temperature != 1.0 else []
+        self.warpers += truncation_warpers(top_k, top_p)
+        self.logprobs: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for warper in self.warpers:
             scores = warper(input_ids, scores)
         token = draw(scores)
+        self.logprobs.append(scores.float().log_softmax(-1).gather(1, token.unsqueeze(1)).squeeze(1))
         return torch.full_like(scores, float("-inf")).scatter_(1, token.unsqueeze(1), 0.0)
+
+    def drawn_logprobs(self) -> torch.Tensor:
+        """``[B, steps]`` on the CPU: the log-probabilities the tokens were drawn with."""
+        return torch.stack(self.logprobs, 1).cpu() if self.logprobs else torch.zeros(0, 0)
 
 
 def draw(scores: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

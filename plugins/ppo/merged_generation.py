@@ -15,6 +15,12 @@ the weights are bit-identical.
 
 On a CPU in fp32 the merged weights are not swapped in but packed for oneDNN
 (:mod:`rlhf_plug_plugins.ppo.packed_linear`), together with every other linear layer.
+
+Merging is exact only in fp32 outside autocast. In bf16 (weights, or autocast casting the
+merged fp32 weight) ``W + ΔW`` rounds to 8 bits of mantissa, which erases the small ΔW of early
+training: the sampler would draw from nearly the reference while the trainer scores the LoRA
+policy, whose unmerged ``x·W + (x·A)·B·s`` keeps ΔW. There merging steps aside
+(:func:`merge_is_exact`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,24 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 from torch import nn
+
+
+def merge_is_exact(weight_dtype: torch.dtype, autocast: bool) -> bool:
+    """``W + ΔW`` computes what the unmerged adapter computes, to fp32 rounding: fp32 weights, no autocast."""
+    return weight_dtype == torch.float32 and not autocast
+
+
+def merge_plan(actor_critic, wanted: bool, autocast_dtype) -> tuple[bool, str | None]:
+    """(merge the policy for sampling, the line saying why merging steps aside, if it does)."""
+    from rlhf_plug_plugins.ppo.actor_critic import POLICY
+
+    dtype = next(p for p in actor_critic.causal_lm.parameters() if p.dtype.is_floating_point).dtype
+    if not wanted:
+        return False, None
+    if not merge_is_exact(dtype, autocast_dtype is not None):
+        why = "bf16 autocast" if autocast_dtype is not None else f"{str(dtype).removeprefix('torch.')} weights"
+        return False, f"merged_sampling steps aside: under {why} W + ΔW rounds away the LoRA update; sampling unmerged"
+    return mergeable_layers(actor_critic.peft, POLICY) is not None, None
 
 
 def mergeable_layers(peft_model, adapter: str) -> list | None:
@@ -97,6 +121,7 @@ def sampling_weights(actor_critic, policy: bool, merge: bool, pack_rows: int | N
 
     param = next(actor_critic.causal_lm.parameters())
     pack = pack_rows is not None and can_pack(param.device, param.dtype)
+    merge = merge and merge_is_exact(param.dtype, torch.is_autocast_enabled(param.device.type))  # any caller
     layers = mergeable_layers(actor_critic.peft, POLICY) if policy and merge else None
     with ExitStack() as stack:
         if layers is None:

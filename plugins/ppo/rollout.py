@@ -19,6 +19,8 @@ class Rollout:
     completions: list[Any]  # text, or [{"role": "assistant", "content": ...}] for conversational prompts
     indices: list[int] = field(default_factory=list)  # row numbers in the prompt dataset
     columns: dict[str, list] = field(default_factory=dict)  # the prompt rows' other columns
+    # [B, R] log-probability of each response token under the distribution the sampler drew it from; 0 after EOS
+    sampler_logprobs: torch.Tensor | None = None
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -43,6 +45,7 @@ class Rollout:
             self.has_eos[rows], [self.prompts[i] for i in picked], [self.completions[i] for i in picked],
             [self.indices[i] for i in picked] if self.indices else [],
             {k: [v[i] for i in picked] for k, v in self.columns.items()},
+            None if self.sampler_logprobs is None else self.sampler_logprobs[rows],
         )
 
 
@@ -103,6 +106,7 @@ def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length:
     """
     from transformers import GenerationConfig, LogitsProcessorList
 
+    from rlhf_plug_plugins.generation_defaults import generation_defaults_off
     from rlhf_plug_plugins.ppo.inverse_cdf import InverseCdfSampler
     from rlhf_plug_plugins.ppo.prefix import generation_inputs
 
@@ -110,8 +114,9 @@ def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length:
         [prompt_token_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, max_prompt_length
     )
     # Greedy over the scores the sampler returns: it draws each token itself (rlhf_plug_plugins.ppo.inverse_cdf).
+    # No min_new_tokens: it would block EOS at the first position when sampling but not when scoring.
     config = GenerationConfig(
-        do_sample=False, max_new_tokens=generation.max_new_tokens, min_new_tokens=1,
+        do_sample=False, max_new_tokens=generation.max_new_tokens,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
         repetition_penalty=1.0, use_cache=True,
     )
@@ -119,11 +124,14 @@ def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length:
     input_ids, attention_mask, cache = prompt_ids.to(device), prompt_mask.to(device), {}
     if share_prefix:
         input_ids, attention_mask, cache = generation_inputs(policy.get_base_model(), input_ids, attention_mask)
-    out = policy.generate(
-        input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-        logits_processor=LogitsProcessorList([sampler]), **cache,
-    )
+    with generation_defaults_off(policy):  # the model's generation_config.json shapes nothing
+        out = policy.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+            logits_processor=LogitsProcessorList([sampler]), **cache,
+        )
     response = out[:, prompt_ids.shape[1] :].cpu()
     response_ids, response_mask, has_eos = truncate_after_eos(response, tokenizer.eos_token_id, tokenizer.pad_token_id)
     completions = decode_completions(tokenizer, prompts, response_ids, response_mask)
-    return Rollout(prompt_ids, prompt_mask, response_ids, response_mask, has_eos, list(prompts), completions)
+    drawn = sampler.drawn_logprobs()[:, : response_ids.shape[1]] * response_mask
+    return Rollout(prompt_ids, prompt_mask, response_ids, response_mask, has_eos, list(prompts), completions,
+                   sampler_logprobs=drawn)

@@ -29,11 +29,19 @@ def build_loop(ctx, config, prompts, ptx_rows):
     actor_critic = build_actor_critic(
         base, ctx.quantization, config.lora, args.value_model if needs_value else "trunk",
         config.generation.temperature, accelerator.device, args.gradient_checkpointing, args.activation_budget_gib,
+        top_k=config.generation.top_k, top_p=config.generation.top_p,
     )
     actor_critic.share_prefix = args.share_prompt_prefix
     actor_critic.release_memory = args.release_freed_memory
+    actor_critic.notice = notice_once(ctx)
     if args.lean_activations:
-        actor_critic.keep_lean_activations()
+        patched = actor_critic.keep_lean_activations()
+        if not patched["mlps"] or not patched["norms"]:
+            kind = actor_critic.causal_lm.config.model_type
+            actor_critic.notice(
+                f"lean_activations steps aside in part for {kind}: {patched['mlps']} plain SwiGLU MLPs and "
+                f"{patched['norms']} RMSNorms to recompute; the other layers keep their activations"
+            )
     if not needs_value:
         actor_critic.value_head.requires_grad_(False)
     rewards = _components(ctx, config.reward, "reward")
@@ -59,6 +67,18 @@ def build_loop(ctx, config, prompts, ptx_rows):
         "trainable_parameters": sum(p.numel() for p in trainable),
     }
     return loop, evaluators, info
+
+
+def notice_once(ctx):
+    """``say(text)``: print ``text`` once per stage, on the main process (a speed feature stepping aside)."""
+    said: set[str] = set()
+
+    def say(text: str) -> None:
+        if text not in said and ctx.is_main_process:
+            said.add(text)
+            ctx.console.print(f"  {text}", soft_wrap=True, markup=False, highlight=False)
+
+    return say
 
 
 def _components(ctx, refs, key: str) -> list[RewardComponent]:

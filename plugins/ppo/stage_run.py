@@ -128,7 +128,17 @@ def _training_summary(metrics_file: Path, steps: int) -> dict:
         "kl_last_steps": mean(train[-k:], "kl"),
         "beta_final": train[-1].get("beta"),
         **({"kl_target": train[-1]["kl_target"]} if "kl_target" in train[-1] else {}),
+        **_gap_summary(train),
     }
+
+
+def _gap_summary(train: list[dict]) -> dict:
+    """The sampler-vs-trainer gap over the whole run: its mean over steps and its largest value."""
+    means = [r["logprob_gap_mean"] for r in train if r.get("logprob_gap_mean") is not None]
+    maxima = [r["logprob_gap_max"] for r in train if r.get("logprob_gap_max") is not None]
+    if not means:
+        return {}
+    return {"logprob_gap_mean": sum(means) / len(means), "logprob_gap_max": max(maxima)}
 
 
 def _save_final(ctx, loop, base: str) -> None:

@@ -12,7 +12,9 @@ import torch
 
 from rlhf_plug_plugins.losses import masked_mean
 from rlhf_plug_plugins.ppo import advantages as adv
+from rlhf_plug_plugins.ppo import mismatch
 from rlhf_plug_plugins.ppo.heap import release_freed_memory
+from rlhf_plug_plugins.ppo.merged_generation import merge_plan
 from rlhf_plug_plugins.ppo.rewards import RewardComponent, call_reward
 from rlhf_plug_plugins.ppo.rollout import Rollout, sample
 from rlhf_plug_plugins.ppo.schedule import PromptSchedule
@@ -48,6 +50,13 @@ class PPOLoop:
             self.ptx_schedule = PromptSchedule(len(self.ptx_rows), ptx.batch_size, acc.num_processes, self.ctx.seed + 1)
         bf16 = self.args.bf16 if self.args.bf16 is not None else (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         self.autocast_dtype = torch.bfloat16 if bf16 else None
+        self.merges, aside = merge_plan(self.actor_critic, self.args.merged_sampling, self.autocast_dtype)
+        if aside and acc.is_main_process:
+            self.ctx.console.print(f"  {aside}", soft_wrap=True, markup=False, highlight=False)
+        precision = mismatch.precision_of(self.actor_critic.causal_lm, self.autocast_dtype)
+        self.gap_monitor = mismatch.GapMonitor(
+            self.ctx, acc, self.args.logprob_gap_threshold, self.args.logprob_gap_strict, precision
+        )
 
     # --- helpers ---------------------------------------------------------
     def autocast(self):
@@ -65,7 +74,7 @@ class PPOLoop:
 
         with unwrap_model_for_generation(self.model, self.accelerator) as unwrapped, self.autocast():
             pack_rows = len(prompts) if self.args.packed_sampling else None
-            with sampling_weights(unwrapped, adapter_on, self.args.merged_sampling, pack_rows):
+            with sampling_weights(unwrapped, adapter_on, self.merges, pack_rows):
                 return sample(
                     unwrapped.peft, self.tokenizer, prompts, self.config.generation,
                     self.args.max_prompt_length, self.accelerator.device, self.args.share_prompt_prefix,
@@ -100,20 +109,24 @@ class PPOLoop:
             values = call_reward(component, step, roll.prompts, roll.completions, ids, roll.columns)
             per_component[f"reward/{component.name}"] = sum(values) / len(values)
             total += component.weight * torch.tensor(values)
-        if self.args.missing_eos_penalty is not None:
-            total -= self.args.missing_eos_penalty * (~roll.has_eos).float()
         return total, per_component
 
-    def normalise(self, scores: torch.Tensor) -> torch.Tensor:
-        """Normalise with running (or batch) statistics over all processes, then clip to ±reward_clip."""
+    def normalise(self, scores: torch.Tensor, has_eos: torch.Tensor) -> torch.Tensor:
+        """Normalise with running, frozen or batch statistics over all processes, clip to ±reward_clip, then
+        subtract ``missing_eos_penalty`` from responses without EOS (after the statistics, so the penalty
+        neither enters them nor is scaled by them)."""
+        args = self.args
         everyone = self.accelerator.gather(scores.to(self.accelerator.device)).cpu()
-        if self.args.reward_norm == "running":
-            self.reward_stats.update(everyone.tolist())
+        if args.reward_norm in ("running", "frozen"):
+            if args.reward_norm == "running" or self.reward_stats.count < args.reward_norm_batches * len(everyone):
+                self.reward_stats.update(everyone.tolist())
             scores = (scores - self.reward_stats.mean) / self.reward_stats.std
-        elif self.args.reward_norm == "batch":
+        elif args.reward_norm == "batch":
             scores = (scores - everyone.mean()) / (everyone.std() + 1e-8) if len(everyone) > 1 else scores * 0
-        if self.args.reward_clip is not None:
-            scores = scores.clamp(-self.args.reward_clip, self.args.reward_clip)
+        if args.reward_clip is not None:
+            scores = scores.clamp(-args.reward_clip, args.reward_clip)
+        if args.missing_eos_penalty is not None:
+            scores = scores - args.missing_eos_penalty * (~has_eos).float()
         return scores
 
     # --- one step --------------------------------------------------------
@@ -143,14 +156,15 @@ class PPOLoop:
         roll = self.collect(step)
         t_gen = time.perf_counter() - t0
         raw, metrics = self.score(roll, step + 1)
-        scores = self.normalise(raw)
+        scores = self.normalise(raw, roll.has_eos)
         t_reward = time.perf_counter() - t0 - t_gen
         mask = roll.response_mask.to(self.accelerator.device)
         needs_value = getattr(self.loss, "needs_value", True)
         fused = self.updates_per_step == 1  # one epoch, one minibatch: the rollout forward is the training forward
         t1 = time.perf_counter()
-        # While the policy adapter is still zero (the first step) the reference pass equals the policy's, bit for bit.
-        reference_is_policy = self.actor_critic.policy_is_identity()
+        # While the policy adapter is still zero (the first step) the reference pass equals the policy's, bit for bit,
+        # unless top-k/top-p truncate the policy's scoring (the reference keeps its full support).
+        reference_is_policy = self.actor_critic.policy_is_identity() and not self.actor_critic.scorer.warpers
         if not reference_is_policy:
             with torch.no_grad():
                 ref_logprobs = self._forward("reference", roll)
@@ -166,16 +180,25 @@ class PPOLoop:
         old_logprobs = first.logprobs.detach()
         if reference_is_policy:
             ref_logprobs = old_logprobs
+        gap = mismatch.logprob_gap(roll.sampler_logprobs, old_logprobs, mask) if roll.sampler_logprobs is not None else {}
+        self.gap_monitor.check(gap, step)
         old_values = first.values.detach() if needs_value else torch.zeros_like(old_logprobs)
         kl = adv.kl_estimate(old_logprobs, ref_logprobs, self.args.kl_estimator) * mask
         beta = self.kl_controller.value
-        rewards = adv.token_rewards(scores.to(mask.device), kl, beta, mask)
+        kl_in_loss = self.args.kl_penalty == "loss"  # GRPO-style: β·KL is a loss term with its own gradient
+        rewards = adv.token_rewards(scores.to(mask.device), kl, 0.0 if kl_in_loss else beta, mask)
         advantages, returns = adv.gae(rewards, old_values, mask, self.args.gamma, self.args.lam if needs_value else 1.0)
         if self.args.whiten_advantages:
             advantages = adv.whiten(advantages, mask)
+        if self.args.importance_sampling == "truncated":
+            weights, is_metrics = mismatch.truncated_importance_weights(
+                roll.sampler_logprobs, old_logprobs, mask, self.args.importance_sampling_cap
+            )
+            advantages = advantages * weights
+            gap.update(is_metrics)
         rollout_data = {
             "old_logprobs": old_logprobs, "old_values": old_values, "advantages": advantages,
-            "returns": returns, "mask": mask,
+            "returns": returns, "mask": mask, **({"ref_logprobs": ref_logprobs} if kl_in_loss else {}),
         }
         loss_metrics = self.optimise(roll, rollout_data, first if fused else None, step)
         self.scheduler.step()
@@ -185,7 +208,7 @@ class PPOLoop:
             "kl_penalty": (beta * seq_kl).mean().item(), "beta": beta,
             "entropy": masked_mean(first.entropy, mask).item(), "response_length": mask.sum(1).mean().item(),
             "eos_fraction": roll.has_eos.float().mean().item(), "lr": self.scheduler.get_last_lr()[0],
-            **loss_metrics,
+            **gap, **loss_metrics,
         })
         if needs_value:
             metrics["explained_variance"] = adv.explained_variance(old_values, returns, mask)
@@ -219,6 +242,10 @@ class PPOLoop:
                     out = self._forward("train", roll.select(rows), with_values=getattr(self.loss, "needs_value", True), ptx=ptx)
                     batch = {k: v[rows.to(v.device)] for k, v in data.items()}
                 loss, metrics = self.loss({**batch, "logprobs": out.logprobs, "values": out.values})
+                if "ref_logprobs" in batch:  # kl_penalty: loss
+                    kl_loss = masked_mean(adv.kl_estimate(out.logprobs, batch["ref_logprobs"], args.kl_estimator), batch["mask"])
+                    loss = loss + self.kl_controller.value * kl_loss
+                    metrics["kl_loss"] = kl_loss.item()
                 if out.lm_loss is not None:
                     loss = loss + self.config.ptx.coef * out.lm_loss
                     metrics["ptx_loss"] = out.lm_loss.item()
@@ -250,12 +277,14 @@ class PPOLoop:
         )
 
     def _average(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Mean over processes; a ``*_max`` metric takes the maximum."""
         if self.accelerator.num_processes == 1:
             return metrics
         keys = sorted(metrics)
         values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.accelerator.device)
-        values = self.accelerator.reduce(values, reduction="mean")
-        return dict(zip(keys, values.tolist()))
+        every = self.accelerator.gather(values.unsqueeze(0)).view(-1, len(keys))
+        highest = torch.tensor([k.endswith("_max") for k in keys], device=every.device)
+        return dict(zip(keys, torch.where(highest, every.max(0).values, every.mean(0)).tolist()))
 
     # --- checkpoint state -------------------------------------------------
     def state_dict(self, step: int) -> dict:
@@ -271,3 +300,4 @@ class PPOLoop:
         self.kl_controller.load_state_dict(state["kl_controller"])
         self.reward_stats.load_state_dict(state["reward_stats"])
         return int(state["step"])
+
