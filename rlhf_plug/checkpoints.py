@@ -31,7 +31,7 @@ def trainer_checkpoints(stage_dir: Path) -> list[Path]:
         return []
     done = [
         p for p in root.glob(f"{TRAINER_PREFIX}*")
-        if p.name.removeprefix(TRAINER_PREFIX).isdigit() and (p / TRAINER_STATE).is_file()
+        if p.name.removeprefix(TRAINER_PREFIX).isascii() and p.name.removeprefix(TRAINER_PREFIX).isdigit() and (p / TRAINER_STATE).is_file()
     ]
     return sorted(done, key=checkpoint_step)
 

@@ -11,9 +11,12 @@ int) and a few counts that must be positive, then builds the config so its own
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any
 
+#: Fields that must be above zero.
+POSITIVE = {"learning_rate"}
 #: Fields that are counts of at least one.
 AT_LEAST_ONE = {"per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps", "r"}
 
@@ -36,6 +39,10 @@ def value_problem(name: str, value: Any, annotation: Any) -> str | None:
         return exc.errors()[0]["msg"][:1].lower() + exc.errors()[0]["msg"][1:] + f" (got {value!r})"
     except Exception:  # a type pydantic cannot build a validator for: leave it to the config class
         return None
+    if isinstance(checked, float) and not math.isfinite(checked):
+        return f"must be a finite number (got {value!r})"
+    if name in POSITIVE and isinstance(checked, (int, float)) and not checked > 0:
+        return f"must be greater than 0 (got {value!r})"
     if name in AT_LEAST_ONE and isinstance(checked, (int, float)) and checked < 1:
         return f"must be at least 1 (got {value!r})"
     if name == "max_steps" and isinstance(checked, int) and (checked == 0 or checked < -1):

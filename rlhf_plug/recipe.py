@@ -36,7 +36,8 @@ RecipePath = Annotated[str, RecipeRelative()]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # allow_inf_nan: 1e400 reads as inf, and a learning rate of inf or .nan would train a NaN model
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class ComponentRef(Strict):
@@ -107,7 +108,7 @@ class RecipeSource:
         for end in range(len(path), -1, -1):
             prefix = tuple(path[:end])
             if prefix in self.overrides:
-                return f"--set {self.overrides[prefix]}"
+                return f"--set {shown(self.overrides[prefix])}"
             if prefix in self.lines:
                 return f"{self.file}:{self.lines[prefix]}"
         return self.file
@@ -115,7 +116,7 @@ class RecipeSource:
     def locate_section(self, path: tuple) -> str:
         """Like :meth:`locate`, but a ``--set`` anywhere inside the section at ``path`` is named instead."""
         inside = [item for prefix, item in self.overrides.items() if tuple(prefix[: len(path)]) == tuple(path)]
-        return f"--set {inside[-1]}" if inside else self.locate(path)
+        return f"--set {shown(inside[-1])}" if inside else self.locate(path)
 
     def from_override(self, path: tuple) -> bool:
         return any(tuple(path[:end]) in self.overrides for end in range(len(path), -1, -1))
@@ -173,6 +174,30 @@ class RecipeLoader(yaml.SafeLoader):
                 )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):
+        """A key written twice in one mapping is an error naming both lines: PyYAML would keep the last one
+        silently, so a second ``args:`` would drop every setting of the first (merge keys ``<<`` may repeat)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None,
+                        f"key '{shown(key_node.value)}' appears twice in one mapping (lines {seen[key_node.value]} and "
+                        f"{line}); YAML would keep only the second, so write it once",
+                        key_node.start_mark,
+                    )
+                seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
+
+
+def shown(text: str, limit: int = 160) -> str:
+    """``text`` cut to ``limit`` characters for an error line (a 5 MB ``--set`` value is not echoed whole)."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
 
 RecipeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -187,10 +212,10 @@ def parse_value(text: str) -> Any:
         value = yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise RecipeError(f"invalid YAML value {text!r}: {problem} (quote text that is meant as a string)") from None
+        raise RecipeError(f"invalid YAML value {shown(text)!r}: {problem} (quote text that is meant as a string)") from None
     if _mapping_without_spaces(text, value):
         raise RecipeError(
-            f"invalid YAML mapping {text!r}: YAML needs a space after each colon (e.g. '{{r: 16}}'); "
+            f"invalid YAML mapping {shown(text)!r}: YAML needs a space after each colon (e.g. '{{r: 16}}'); "
             "quote the value if it is meant as text"
         )
     return value
@@ -213,11 +238,11 @@ def parse_assignment(item: str, flag: str) -> tuple[str, Any]:
     """A command-line ``KEY=VALUE``: the key and the value parsed as YAML; ``flag`` names the option in errors."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise RecipeError(f"{flag} {item}: expected KEY=VALUE")
+        raise RecipeError(f"{flag} {shown(item)}: expected KEY=VALUE")
     try:
         return key.strip(), parse_value(raw)
     except RecipeError as exc:
-        raise RecipeError(f"{flag} {item}: {exc}") from None
+        raise RecipeError(f"{flag} {shown(item)}: {exc}") from None
 
 
 def read_yaml(path: str | Path) -> tuple[Any, dict[tuple, int]]:
@@ -291,7 +316,7 @@ def _drop_options_of_replaced_component(data: dict, path: tuple, value: Any, ite
     if isinstance(parent, dict) and parent.get("use") != value and parent.get("with"):
         old = parent.pop("with")
         source.notices.append(
-            f"--set {item}: dropped the options of '{parent.get('use')}' ({dotted(path[:-1])}.with: {old}); "
+            f"--set {shown(item)}: dropped the options of '{parent.get('use')}' ({dotted(path[:-1])}.with: {old}); "
             f"give the new one its own with --set {item.partition('=')[0].strip()[: -len('.use')]}.with.KEY=VALUE"
         )
 
@@ -326,7 +351,7 @@ def _has_path(data: Any, path: tuple) -> bool:
 
 
 def _indices(parts: list[str]) -> list:
-    return [int(p) if p.isdigit() else p for p in parts]
+    return [int(p) if p.isascii() and p.isdigit() else p for p in parts]
 
 
 def _set_path(data: Any, path: tuple, value: Any, item: str) -> None:
@@ -334,23 +359,23 @@ def _set_path(data: Any, path: tuple, value: Any, item: str) -> None:
     for part in path[:-1]:
         if isinstance(part, int):
             if not isinstance(current, list) or part >= len(current):
-                raise RecipeError(f"--set {item}: no list item {part} at '{part}'")
+                raise RecipeError(f"--set {shown(item)}: no list item {part} at '{part}'")
             current = current[part]
         else:
             if not isinstance(current, dict):
-                raise RecipeError(f"--set {item}: '{part}' is not inside a mapping")
+                raise RecipeError(f"--set {shown(item)}: '{part}' is not inside a mapping")
             current = current.setdefault(part, {})
             if current is None:
                 current = {}
     last = path[-1]
     if isinstance(last, int):
         if not isinstance(current, list) or last >= len(current):
-            raise RecipeError(f"--set {item}: no list item {last}")
+            raise RecipeError(f"--set {shown(item)}: no list item {last}")
         current[last] = value
     elif isinstance(current, dict):
         current[last] = value
     else:
-        raise RecipeError(f"--set {item}: '{last}' is not inside a mapping")
+        raise RecipeError(f"--set {shown(item)}: '{last}' is not inside a mapping")
 
 
 # --------------------------------------------------------------------------

@@ -80,6 +80,11 @@ def test_a_submission_is_one_row_in_the_rankings_format_with_the_extra_columns(t
         ({"comment": "x" * 2001}, "the comment is 2001 characters; at most 2000"),
         ({"item": "1"}, "prompt 2 is not one of yours"),  # alice and bob, overlap 1: prompt 2 is bob's
         ({"item": "abc"}, "no valid prompt number"),
+        ({"item": "¹"}, "no valid prompt number"),  # str.isdigit() says yes, int() says no
+        ({"item": "１"}, "no valid prompt number"),  # fullwidth
+        ({"item": "1e3"}, "no valid prompt number"),
+        ({"rating.helpful.1": "７"}, "helpful rating &#39;７&#39; must be a whole number"),
+        ({"order": "²134"}, "&#39;²&#39; is not a completion number"),
     ],
 )
 def test_a_bad_submission_is_shown_on_the_page_and_never_written(tmp_path, change, message):

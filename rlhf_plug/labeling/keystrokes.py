@@ -22,6 +22,11 @@ SKIP = Decision("skip")
 QUIT = Decision("quit")
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts '¹' and '１', which ``int`` then refuses or reads oddly."""
+    return text.isascii() and text.isdigit()
+
+
 class BadKeys(ValueError):
     """The input was not a full ranking; the message says what was wrong."""
 
@@ -39,7 +44,7 @@ def parse_ranking(typed: str, k: int) -> Decision:
     digits = SEPARATORS.sub("", text)
     if not digits:
         raise BadKeys("nothing typed")
-    stray = next((c for c in digits if not c.isdigit()), None)
+    stray = next((c for c in digits if not is_number(c)), None)
     if stray is not None:
         raise BadKeys(f"'{stray}' is not a completion number")
     numbers = [int(c) for c in digits]

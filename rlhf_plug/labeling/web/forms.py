@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rlhf_plug.labeling.keystrokes import BadKeys, parse_ranking
+from rlhf_plug.labeling.keystrokes import BadKeys, is_number, parse_ranking
 
 #: failure flags (InstructGPT's labelers marked these per output): id -> what the page says.
 FLAGS = {
@@ -61,7 +61,7 @@ class Submission:
 
 def parse_item(form) -> int:
     value = _one(form, "item")
-    if not value.isdigit():
+    if not is_number(value):
         raise FormError("this form has no valid prompt number; reload the page")
     return int(value)
 
@@ -110,7 +110,7 @@ def _rating(form, criterion: str, n: str) -> int | None:
     value = _one(form, f"rating.{criterion}.{n}").strip()
     if not value:
         return None
-    if not value.isdigit() or int(value) not in LIKERT:
+    if not is_number(value) or int(value) not in LIKERT:
         raise FormError(f"answer {n}: {criterion} rating '{value}' must be a whole number from 1 to 7")
     return int(value)
 
