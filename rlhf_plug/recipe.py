@@ -184,10 +184,12 @@ class RecipeLoader(yaml.SafeLoader):
                     continue
                 line = key_node.start_mark.line + 1
                 if key_node.value in seen:
+                    first = seen[key_node.value]
+                    where = f"twice on line {line}" if first == line else f"on lines {first} and {line}"
                     raise yaml.constructor.ConstructorError(
                         None, None,
-                        f"key '{shown(key_node.value)}' appears twice in one mapping (lines {seen[key_node.value]} and "
-                        f"{line}); YAML would keep only the second, so write it once",
+                        f"key '{shown(key_node.value)}' appears {where} in one mapping; YAML would keep only the "
+                        "second, so write it once",
                         key_node.start_mark,
                     )
                 seen[key_node.value] = line

@@ -43,8 +43,10 @@ def family_model(tmp_path_factory):
     return make
 
 
-def ppo_recipe(model: Path, out: Path, *, args: str = "", generation: str = "", quantization: str = "none",
+def ppo_recipe(model: Path, out: Path, *, args: str = "", generation: dict | None = None, quantization: str = "none",
                lora: str = "{r: 8, lora_alpha: 16}", steps: int = 2) -> str:
+    """``generation`` replaces keys of the default sampling settings (a key written twice is an error)."""
+    sampling = ", ".join(f"{k}: {v}" for k, v in {"max_new_tokens": 8, "temperature": 1.0, **(generation or {})}.items())
     return f"""
 name: onpolicy
 model: {model}
@@ -55,7 +57,7 @@ stages:
       prompts: {{use: builtin, with: {{name: prompts}}, eval_fraction: 0.1}}
       reward: [{{use: length_penalty, with: {{max_words: 1, per_word: 1.0}}}}]  # varies, so the policy moves
       kl: {{use: fixed, with: {{init: 0.01}}}}
-      generation: {{max_new_tokens: 8, temperature: 1.0{generation}}}
+      generation: {{{sampling}}}
       lora: {lora}
       evaluators: []
       args: {{steps: {steps}, batch_size: 4, mini_batches: 2, learning_rate: 1.0e-2{args}}}
@@ -101,7 +103,7 @@ def test_every_family_trains_on_policy(tmp_path, family_model, family, setting):
     from safetensors.torch import load_file
 
     args, quantization, limit = SETTINGS[setting]
-    generation = ", temperature: 0.7, top_k: 20, top_p: 0.9" if setting.startswith("top-k") else ""
+    generation = {"temperature": 0.7, "top_k": 20, "top_p": 0.9} if setting.startswith("top-k") else None
     body = ppo_recipe(family_model(family), tmp_path / "runs", args=args, quantization=quantization, generation=generation)
     train, text, out = run_ppo(tmp_path, body)
     assert_on_policy(train, limit)
@@ -150,7 +152,7 @@ def test_merged_sampling_steps_aside_under_bf16_and_says_so(tmp_path, family_mod
 
 def test_top_k_and_top_p_are_scored_as_sampled(tmp_path, family_model):
     """The trainer renormalises over the sampler's top-k/top-p set; scoring the full softmax gave a gap of ~1 nat."""
-    body = ppo_recipe(family_model("llama"), tmp_path / "runs", generation=", top_k: 20, top_p: 0.8")
+    body = ppo_recipe(family_model("llama"), tmp_path / "runs", generation={"top_k": 20, "top_p": 0.8})
     train, _, _ = run_ppo(tmp_path, body)
     assert_on_policy(train, FP32_GAP)
 
@@ -162,7 +164,7 @@ MODEL_GENERATION = {"repetition_penalty": 2.0, "no_repeat_ngram_size": 2, "suppr
 def test_the_models_own_generation_config_shapes_nothing(tmp_path, family_model):
     """A Qwen-style generation_config.json (repetition penalty, n-gram blocking, suppressed tokens) is not inherited."""
     model = family_model("qwen2", generation=MODEL_GENERATION)
-    train, _, _ = run_ppo(tmp_path, ppo_recipe(model, tmp_path / "runs", generation=", max_new_tokens: 16"))
+    train, _, _ = run_ppo(tmp_path, ppo_recipe(model, tmp_path / "runs", generation={"max_new_tokens": 16}))
     assert_on_policy(train, FP32_GAP)
 
 

@@ -21,17 +21,17 @@ def recipe(tmp_path, tiny_model, extra: str = ""):
 
 def test_a_key_written_twice_is_an_error_naming_both_lines(tmp_path, tiny_model):
     path = recipe(tmp_path, tiny_model, "      args: {max_steps: 50}\n")
-    assert_one_line_error(cli("validate", str(path)), "recipe.yaml:7", "key 'args' appears twice", "lines 6 and 7")
+    assert_one_line_error(cli("validate", str(path)), "recipe.yaml:7", "key 'args' appears on lines 6 and 7")
 
 
 def test_a_stages_list_written_twice_is_an_error(tmp_path, tiny_model):
     path = recipe(tmp_path, tiny_model, "stages:\n  - sft: {data: {use: builtin, with: {name: demos}}}\n")
-    assert_one_line_error(cli("validate", str(path)), "recipe.yaml:7", "key 'stages' appears twice", "lines 3 and 7")
+    assert_one_line_error(cli("validate", str(path)), "recipe.yaml:7", "key 'stages' appears on lines 3 and 7")
 
 
 def test_a_key_twice_inside_a_set_value_is_an_error(tmp_path, tiny_model):
     proc = cli("validate", str(recipe(tmp_path, tiny_model)), "--set", "sft.args={max_steps: 1, max_steps: 3}")
-    assert_one_line_error(proc, "--set sft.args=", "key 'max_steps' appears twice")
+    assert_one_line_error(proc, "--set sft.args=", "key 'max_steps' appears twice on line 1")
 
 
 def test_merge_keys_may_still_repeat_what_they_merge(tmp_path, tiny_model):
@@ -40,7 +40,7 @@ def test_merge_keys_may_still_repeat_what_they_merge(tmp_path, tiny_model):
                                                              "args: {<<: *d, max_steps: 3}")
     path = write_recipe(tmp_path / "recipe.yaml", extra + text)
     proc = cli("validate", str(path))
-    assert "appears twice" not in proc.stderr  # whatever else validate says of the extra top-level key
+    assert "appears" not in proc.stderr  # whatever else validate says of the extra top-level key
 
 
 @pytest.mark.parametrize(("assignment", "words"), [
