@@ -79,7 +79,7 @@ class PPOStage:
 
 # LoRA options under which "adapters off" is no longer the SFT model, or merged sampling drops part of the policy:
 # the reference and a reward adapter sharing the base would drift with the policy. Key -> why, for the one-line refusal.
-_INIT_REWRITES_BASE = ("pissa", "olora", "corda", "loftq", "eva")
+_INIT_REWRITES_BASE = ("pissa", "olora", "corda", "loftq")  # EVA only initialises A: the base stays
 
 
 def _lora_breaks_reference(options: dict) -> tuple[str, str] | None:
