@@ -70,6 +70,7 @@ def run_recipe(
     # Fail before anything is trained or written (quietly: each stage reports its data when it runs).
     check_recipe(loaded, registries, pm, type(console)(quiet=True))
     root = run_dir(loaded)
+    _check_writable(loaded, root)
     previous = settle_unfinished_run(root) if is_main_process() else None
     if not (resume or overwrite):
         _refuse_completed_run(loaded, root)
@@ -88,6 +89,20 @@ def run_recipe(
     if info is not None:
         _finish_run(root, info, pm, console, all_results)
     return all_results
+
+
+def _check_writable(loaded: LoadedRecipe, root: Path) -> None:
+    """The run folder can be made: nothing on its path is a file, and the nearest existing folder takes writes
+    (a read-only mount does not). One line naming ``output_dir`` instead of a traceback from the first mkdir."""
+    import os
+
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise loaded.source.error(("output_dir",), f"{existing} is a file, so the run folder {root} cannot be made there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise loaded.source.error(("output_dir",), f"{existing} is not writable (a read-only mount?), so {root} cannot be made")
 
 
 def _refuse_completed_run(loaded: LoadedRecipe, root: Path) -> None:

@@ -71,3 +71,36 @@ def test_a_huge_set_value_is_not_echoed_whole(tmp_path, tiny_model):
     proc = cli("validate", str(recipe(tmp_path, tiny_model)), "--set", f"sft.args.report_to={huge}")
     line = assert_one_line_error(proc, "invalid YAML value", "120,001 characters")
     assert len(line) < 500, len(line)
+
+
+def test_an_output_dir_that_is_a_file_is_one_line_naming_the_key(tmp_path, tiny_model):
+    (tmp_path / "taken").write_text("a file, not a folder\n")
+    text = RECIPE.format(model=tiny_model, extra="").replace("name: audit\n", f"name: audit\noutput_dir: {tmp_path / 'taken'}\n")
+    path = write_recipe(tmp_path / "recipe.yaml", text)
+    assert_one_line_error(cli("run", str(path)), "recipe.yaml:2: output_dir", "is a file, so the run folder")
+    assert (tmp_path / "taken").read_text() == "a file, not a folder\n"
+
+
+def test_a_read_only_output_dir_is_one_line_naming_the_key(tmp_path, tiny_model, monkeypatch):
+    """A read-only mount, as os.access reports it (a test cannot mount one everywhere)."""
+    import io
+    import os
+
+    from rich.console import Console
+
+    from rlhf_plug.errors import RecipeError
+    from rlhf_plug.plugins import get_plugin_manager
+    from rlhf_plug.recipe import load_recipe
+    from rlhf_plug.registry import Registries
+    from rlhf_plug.runner import run_recipe
+
+    pm = get_plugin_manager([], autoload=False)
+    registries = Registries(pm)
+    text = RECIPE.format(model=tiny_model, extra="").replace("name: audit\n", f"name: audit\noutput_dir: {tmp_path / 'ro' / 'runs'}\n")
+    (tmp_path / "ro").mkdir()
+    path = write_recipe(tmp_path / "recipe.yaml", text)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode))
+    with pytest.raises(RecipeError, match=r"recipe.yaml:2: output_dir: .*/ro is not writable \(a read-only mount\?\)"):
+        run_recipe(load_recipe(path, registries), registries, pm, Console(file=io.StringIO()))
+    assert not (tmp_path / "ro" / "runs").exists()
