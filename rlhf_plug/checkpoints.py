@@ -36,14 +36,76 @@ def trainer_checkpoints(stage_dir: Path) -> list[Path]:
     return sorted(done, key=checkpoint_step)
 
 
-def latest_trainer_checkpoint(stage_dir: Path) -> Path | None:
-    found = trainer_checkpoints(stage_dir)
-    return found[-1] if found else None
-
-
 def checkpoint_step(path: Path) -> int:
     """The step of ``step-000012`` or ``checkpoint-12``."""
     return int(path.name.rsplit("-", 1)[1])
+
+
+def usable_checkpoint(found: list[Path], console=None) -> Path | None:
+    """The newest of ``found`` (oldest first) whose files are whole. A damaged newer one is passed over with a
+    notice; when none is whole, a :class:`~rlhf_plug.errors.UserError` names the damaged file."""
+    from rlhf_plug.errors import UserError
+
+    problems = []
+    for path in reversed(found):
+        problem = damaged_file(path)
+        if problem is None:
+            if problems and console is not None:
+                console.print(f"  [yellow]notice:[/] {problems[0]}; resuming from the earlier {path.name}", soft_wrap=True)
+            return path
+        problems.append(problem)
+    if problems:
+        raise UserError(f"cannot resume: {problems[0]}, and no earlier checkpoint is whole; remove {found[-1]} "
+                        "and rerun with --resume to start this stage again")
+    return None
+
+
+def damaged_file(folder: Path) -> str | None:
+    """``path: what is wrong`` for the first file of a checkpoint folder that is cut short (a full disk, a
+    copy stopped half-way), or None. Checks sizes and checksums only, reading no pickle: safetensors files
+    against their header, torch's zip files against their CRCs."""
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            check = _FILE_CHECKS.get(path.suffix)
+            problem = check(path) if check else None
+            if problem:
+                return f"{path} {problem}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    import struct
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            (header_size,) = struct.unpack("<Q", fh.read(8))
+            if header_size > size:
+                return f"is cut short ({size:,} bytes, its header alone says {header_size:,})"
+            header = json.loads(fh.read(header_size))
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return "is not a whole safetensors file (its header cannot be read)"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    expected = 8 + header_size + end
+    return None if size == expected else f"is cut short ({size:,} of {expected:,} bytes)"
+
+
+def _zip_problem(path: Path) -> str | None:
+    """torch.save writes a zip archive; a file of another kind (an old format) is not checked."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"PK":
+            return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        return f"is cut short or damaged ({exc})"
+    return f"is damaged (member {bad} fails its checksum)" if bad else None
+
+
+_FILE_CHECKS = {".safetensors": _safetensors_problem, ".pt": _zip_problem, ".pth": _zip_problem, ".bin": _zip_problem}
 
 
 def has_checkpoints(stage_dir: Path) -> bool:
@@ -102,7 +164,7 @@ def continue_from_checkpoint(trainer, ctx) -> Path | None:
 
     from rlhf_plug.stage import METRICS_FILE
 
-    found = latest_trainer_checkpoint(ctx.output_dir)
+    found = usable_checkpoint(trainer_checkpoints(ctx.output_dir), ctx.console if ctx.is_main_process else None)
     if found is None:
         return None
     if ctx.is_main_process:
@@ -111,10 +173,25 @@ def continue_from_checkpoint(trainer, ctx) -> Path | None:
     # Trainer.train() takes the checkpoint as an argument and the stages call train() themselves: bind it
     # here, so that every stage built with rlhf_plug.training.trl_trainer resumes without its own code.
     if 0 < trainer.args.max_steps <= checkpoint_step(found):
-        trainer.train = partial(_already_trained, trainer, found)
+        trainer.train = partial(_refusing_code, found, partial(_already_trained, trainer, found))
     else:
-        trainer.train = partial(trainer.train, resume_from_checkpoint=str(found))
+        trainer.train = partial(_refusing_code, found, partial(trainer.train, resume_from_checkpoint=str(found)))
     return found
+
+
+def _refusing_code(checkpoint: Path, train, **kwargs):
+    """``train(**kwargs)``; a checkpoint file that holds more than tensors (transformers loads them with
+    ``weights_only``, so a planted pickle runs no code) is one line naming the checkpoint, not a traceback."""
+    import pickle
+
+    from rlhf_plug.errors import UserError
+
+    try:
+        return train(**kwargs)
+    except pickle.UnpicklingError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"{checkpoint}: a file holds more than tensors and plain numbers; refusing to load it "
+                        f"({first[:200]}); remove the checkpoint to start this stage again") from None
 
 
 def _already_trained(trainer, checkpoint: Path, **_):

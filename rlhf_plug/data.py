@@ -110,6 +110,69 @@ def _messages(value: Any) -> str | None:
     return None if _is_messages(value) else "must be a non-empty list of {role, content} messages"
 
 
+#: The roles chat templates know. Anything else (ShareGPT's ``human``/``gpt``) would be trained as it is.
+ROLES = ("system", "developer", "user", "assistant", "tool")
+#: ``roles: sharegpt`` on a data reference: the aliases ShareGPT-style and Gemini-style data use.
+KNOWN_ROLE_ALIASES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant"}
+
+
+def _unknown_role(value: Any) -> str | None:
+    """The first message of ``value`` (a message list, or a list of them) whose role is not in :data:`ROLES`."""
+    lists = value if isinstance(value, list) and value and all(_is_messages(v) for v in value) else [value]
+    for messages in lists:
+        if not _is_messages(messages):
+            continue
+        for j, message in enumerate(messages):
+            if message["role"] not in ROLES:
+                alias = KNOWN_ROLE_ALIASES.get(message["role"])
+                hint = f" (`roles: sharegpt` on the data maps it to '{alias}')" if alias else " (map it with `roles: {...}` on the data)"
+                return f"message {j} has role '{message['role']}'; roles are {', '.join(ROLES)}{hint}"
+    return None
+
+
+def map_roles(rows: list[dict], roles: str | dict[str, str] | None) -> tuple[list[dict], str | None]:
+    """Rename message roles by ``roles`` (``"sharegpt"``: :data:`KNOWN_ROLE_ALIASES`); the rows and a note."""
+    if not roles:
+        return rows, None
+    mapping = KNOWN_ROLE_ALIASES if roles == "sharegpt" else roles
+    used: dict[str, str] = {}
+
+    def renamed(value: Any) -> Any:
+        if _is_messages(value):
+            for m in value:
+                if m["role"] in mapping:
+                    used[m["role"]] = mapping[m["role"]]
+            return [{**m, "role": mapping.get(m["role"], m["role"])} for m in value]
+        if isinstance(value, list) and value and all(_is_messages(v) for v in value):
+            return [renamed(v) for v in value]
+        return value
+
+    rows = [{k: renamed(v) for k, v in row.items()} for row in rows]
+    shown = ", ".join(f"{a} -> {b}" for a, b in sorted(used.items())) or "none found"
+    return rows, f"message roles mapped ({roles if isinstance(roles, str) else 'roles:'}): {shown}"
+
+
+def _pair_problem(row: dict) -> str | None:
+    """What makes a preference row no pair: the same answer twice, or an HH transcript with no answer boundary."""
+    chosen, rejected = row.get("chosen"), row.get("rejected")
+    if json.dumps(chosen, sort_keys=True) == json.dumps(rejected, sort_keys=True):
+        return "chosen and rejected are the same answer; a pair needs two different ones"
+    if row.get("prompt") or not (isinstance(chosen, str) and isinstance(rejected, str)):
+        return None
+    shared = _common_prefix_length(chosen, rejected)
+    if "Human:" in chosen[:shared] and chosen.rfind(ASSISTANT_MARKER, 0, shared) < 0:
+        return (f"an HH-style transcript ('Human:' turns) with no '{ASSISTANT_MARKER.strip()}' before the answers "
+                "differ, so the prompt cannot be told from the answer")
+    return None
+
+
+def _common_prefix_length(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def _text(value: Any) -> str | None:
     return None if _is_text(value) else "must be a non-empty string"
 
@@ -131,9 +194,11 @@ def validate_rows(rows: list[dict], fmt: str, source: str) -> None:
         checks["prompt"] = _text_or_messages
     for i, row in enumerate(rows):
         for column, check in checks.items():
-            problem = check(row.get(column))
+            problem = check(row.get(column)) or _unknown_role(row.get(column))
             if problem:
                 raise DataError(f"{source}: row {i + 1}, column '{column}': {problem}")
+        if fmt == "preference" and (problem := _pair_problem(row)):
+            raise DataError(f"{source}: row {i + 1}: {problem}")
 
 
 # --------------------------------------------------------------------------
@@ -162,9 +227,7 @@ def split_pair(row: dict) -> tuple[Any, Any, Any]:
         return chosen[:n], chosen[n:], rejected[n:]
     if isinstance(chosen, list) or isinstance(rejected, list):
         return "", chosen, rejected
-    n = 0
-    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
-        n += 1
+    n = _common_prefix_length(chosen, rejected)
     marker = chosen.rfind(ASSISTANT_MARKER, 0, n)
     if marker >= 0:
         n = marker + len(ASSISTANT_MARKER)
@@ -339,7 +402,7 @@ def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitDat
     :param accept: formats the stage accepts; ``rankings`` is accepted wherever
         ``preference`` is.
     """
-    rows = as_rows(source_obj.load())
+    rows, roles_note = map_roles(as_rows(source_obj.load()), getattr(ref, "roles", None))
     source = source_obj.describe()  # after load(): a source may say what it really read (a hub fallback)
     accepted = [*accept, "rankings"] if "preference" in accept else list(accept)
     rows, fmt = prepare_rows(rows, source=source, columns=ref.columns, fmt=ref.format, accept=accepted, limit=ref.limit)
@@ -347,7 +410,7 @@ def load_split(source_obj, ref, *, accept: Sequence[str], seed: int) -> SplitDat
     train, held = split_rows(rows, ref.eval_fraction, seed)
     split_note = f"{len(train)} train / {len(held)} eval" if ref.eval_fraction > 0 else "all used (eval_fraction: 0, no split)"
     notes = [*getattr(source_obj, "notes", ()), f"{len(rows)} rows from {source} ({fmt}); {split_note}"]
-    notes += [converted] if converted else []
+    notes += [note for note in (roles_note, converted) if note]
     grouped = fmt == "rankings"
     if grouped:
         random.Random(seed).shuffle(train)  # group order is random even with no eval split

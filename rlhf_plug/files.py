@@ -27,15 +27,28 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def remove_tree(path: str | Path) -> None:
+    """Remove a folder we wrote, quietly if it is missing. A symbolic link is removed as a link: nothing is
+    ever deleted in the folder it points to (a user may link a run or stage folder to another disk)."""
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
-    """Swap the folder ``src`` into ``dst`` (no ``src``: ``dst`` is removed); an older ``dst`` goes only after the swap."""
+    """Swap the folder ``src`` into ``dst`` (no ``src``: ``dst`` is removed); an older ``dst`` goes only after the swap.
+
+    A ``dst`` that is a symbolic link is replaced as a link (the folder it points to is left as it is).
+    """
     old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
+    remove_tree(old)
+    if dst.exists() or dst.is_symlink():
         dst.rename(old)
     if src.exists():
         src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_tree(old)
 
 
 def repair_last_line(path: str | Path) -> int:

@@ -46,6 +46,39 @@ def sigterm_stops_training() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def sigterm_raises(what: str) -> Iterator[None]:
+    """Inside the block SIGTERM raises :class:`Preempted` ("stopped on SIGTERM ``what``") where the program is,
+    so ``finally`` clauses clean up (main thread only; elsewhere a no-op). For work with no step boundary
+    to stop at, such as writing the report; :func:`sigterm_deferred` protects the moves that must not be cut."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: a second SIGTERM must not cut the cleanup
+        raise Preempted(f"stopped on SIGTERM {what}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """A SIGTERM that arrives inside the block is delivered when it ends (POSIX; elsewhere a no-op)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def stop_requested() -> bool:
     """True once SIGTERM arrived; with several processes, once it arrived at any of them.
 

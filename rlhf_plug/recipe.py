@@ -54,6 +54,10 @@ class DataRef(ComponentRef):
     format: str = Field("auto", description="auto, or a format name from rlhf_plug.data.FORMATS")
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     limit: int | None = Field(None, gt=0, description="use at most this many rows (before ranking expansion)")
+    roles: Literal["sharegpt"] | dict[str, str] | None = Field(
+        None, description="rename message roles: sharegpt (human -> user; gpt, bot, model -> assistant), "
+        "or a mapping such as {human: user}",
+    )
 
 
 #: Names that become folders (the recipe's, a stage's): one plain path component, never ``..`` or ``/``.

@@ -20,14 +20,30 @@ REWARD_LIMIT = 1e6
 
 
 def call_reward_function(fn, where: str, *, first: int = 0, **inputs) -> list[float]:
-    """Call ``fn(**inputs)`` and check its output; ``first`` is how messages number the first completion."""
+    """Call ``fn(**inputs)`` and check its output; ``first`` is how messages number the first completion.
+
+    ``fn`` gets its own copy of every list and dict in the inputs, so a function that edits them in place
+    changes nothing for the next reward function, nor what a caller saves or trains on. Other objects
+    (TRL passes its trainer state, for one) are passed as they are.
+    """
     try:
-        values = fn(**inputs)
+        values = fn(**{key: own_copy(value) for key, value in inputs.items()})
     except UserError:
         raise
     except Exception as exc:
         raise RewardError(f"{where} raised {type(exc).__name__}: {exc}") from exc
     return check_reward_output(values, len(inputs["completions"]), where, first=first)
+
+
+def own_copy(value: Any) -> Any:
+    """A copy of the lists, tuples and dicts inside ``value``, all the way down; strings and numbers are immutable."""
+    if isinstance(value, list):
+        return [own_copy(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(own_copy(v) for v in value)
+    if isinstance(value, dict):
+        return {k: own_copy(v) for k, v in value.items()}
+    return value
 
 
 def check_reward_output(values: Any, expected: int, where: str, *, first: int = 0) -> list[float]:

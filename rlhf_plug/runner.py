@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from rlhf_plug.checkpoints import has_checkpoints, remove_checkpoints
-from rlhf_plug.files import replace_dir
+from rlhf_plug.files import remove_tree, replace_dir
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
+from rlhf_plug.run_lock import run_folder_lock
 from rlhf_plug.stage import RESULTS_FILE, StageContext
 
 
@@ -53,15 +54,16 @@ def check_recipe(loaded: LoadedRecipe, registries, pm, console) -> None:
 
 
 def run_recipe(
-    loaded: LoadedRecipe, registries, pm, console, *, resume: bool = False, overwrite: bool = False
+    loaded: LoadedRecipe, registries, pm, console, *, resume: bool = False, overwrite: bool = False,
+    allow_changes: bool = False,
 ) -> dict[str, dict]:
     """Run every stage; with ``resume``, skip stages whose output is complete.
 
     A run folder that holds completed stages is refused unless ``resume`` or ``overwrite``
-    says what to do with it, so a finished run is never replaced by accident.
+    says what to do with it, so a finished run is never replaced by accident. ``resume`` refuses
+    a recipe whose settings differ from those a skipped or continued stage started with, unless
+    ``allow_changes`` (the differences are then recorded in run.json).
     """
-    from rlhf_plug.preemption import sigterm_stops_training
-    from rlhf_plug.report.runinfo import settle_unfinished_run, start_run_info
     from rlhf_plug.training import check_distributed_launch, distributed_state, quiet_libraries
 
     quiet_libraries()
@@ -71,13 +73,40 @@ def run_recipe(
     check_recipe(loaded, registries, pm, type(console)(quiet=True))
     root = run_dir(loaded)
     _check_writable(loaded, root)
+    with run_folder_lock(root) if is_main_process() else nullcontext():
+        changes = _changes_since_start(loaded, root, allow_changes) if resume and is_main_process() else {}
+        return _run_in_folder(loaded, registries, pm, console, root, state, resume=resume, overwrite=overwrite,
+                              changes=changes)
+
+
+def _changes_since_start(loaded: LoadedRecipe, root: Path, allow_changes: bool) -> dict[str, list[str]]:
+    """The settings a resumed stage would continue with that it did not start with; refused unless allowed."""
+    from rlhf_plug.errors import RecipeError
+    from rlhf_plug.resume_changes import changed_stages, describe
+
+    changes = changed_stages(root, [s.name for s in loaded.stages], loaded.data, has_checkpoints)
+    if changes and not allow_changes:
+        raise RecipeError(
+            f"--resume: the recipe differs from what {root} was trained with: {describe(changes)}; "
+            "resume with the original settings, add --allow-changes to continue anyway (both are recorded), "
+            "or use --overwrite to train again"
+        )
+    return changes
+
+
+def _run_in_folder(loaded, registries, pm, console, root: Path, state, *, resume: bool, overwrite: bool,
+                   changes: dict[str, list[str]]) -> dict[str, dict]:
+    """:func:`run_recipe` once the run folder is this process's alone."""
+    from rlhf_plug.preemption import sigterm_stops_training
+    from rlhf_plug.report.runinfo import settle_unfinished_run, start_run_info
+
     previous = settle_unfinished_run(root) if is_main_process() else None
     if not (resume or overwrite):
         _refuse_completed_run(loaded, root)
     pm.hook.rlhf_configure.call_historic(kwargs={"recipe": loaded.recipe})
     all_results: dict[str, dict] = {}
     contexts = make_contexts(loaded, registries, pm, console, output_of=lambda s: root / f".{s.name}.partial")
-    info = start_run_info(root, loaded, pm, previous if resume else None) if is_main_process() else None
+    info = start_run_info(root, loaded, pm, previous if resume else None, changes) if is_main_process() else None
     try:
         with sigterm_stops_training():
             for ctx in contexts:
@@ -164,10 +193,16 @@ def _completed_results(ctx: StageContext, final: Path) -> dict:
 
 def _start_output(ctx: StageContext, total: int, keep_checkpoints: bool) -> None:
     """Empty the stage's temporary folder (unless resuming from its checkpoints), save the recipe there, announce the stage."""
+    from rlhf_plug.resume_changes import SAVED_RECIPE, STARTED_RECIPE
+
     if not keep_checkpoints:
-        shutil.rmtree(ctx.output_dir, ignore_errors=True)
+        remove_tree(ctx.output_dir)
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
-    (ctx.output_dir / "recipe.yaml").write_text(to_yaml(ctx.loaded.data), encoding="utf-8")
+    saved, text = ctx.output_dir / SAVED_RECIPE, to_yaml(ctx.loaded.data)
+    started = ctx.output_dir / STARTED_RECIPE
+    if saved.is_file() and saved.read_text(encoding="utf-8") != text and not started.exists():
+        saved.rename(started)  # resumed with other settings (--allow-changes): keep what it started with
+    saved.write_text(text, encoding="utf-8")
     ctx.console.rule(f"[bold]stage {ctx.spec.index + 1}/{total}: {ctx.name}[/] ({ctx.kind})")
 
 
@@ -175,14 +210,29 @@ def _finish_run(root: Path, info: dict, pm, console, results: dict, error: BaseE
     """Record the end of the run in run.json and write the report of the completed stages (main process only).
 
     A failed run gets a report of the stages that completed; an interrupted one (Ctrl-C) only its run.json.
-    A report that cannot be written is a warning: the trained stages are intact.
+    A report that cannot be written is a warning: the trained stages are intact. A SIGTERM while the
+    report is written leaves no report and no temporary folder, and run.json says the run was interrupted.
     """
-    from rlhf_plug.report import REPORT_FILE, write_report
+    from rlhf_plug.preemption import Preempted, sigterm_raises
+    from rlhf_plug.report import REPORT_FILE
     from rlhf_plug.report.runinfo import finish_run_info
 
-    finish_run_info(root, info, list(results), error)
-    if not results or isinstance(error, KeyboardInterrupt):
-        return
+    try:
+        with sigterm_raises("while the report was written" + (" (every stage is complete)" if error is None else "")):
+            finish_run_info(root, info, list(results), error)
+            if results and not isinstance(error, KeyboardInterrupt):
+                _write_report(root, pm, console, error)
+    except Preempted as stop:
+        (root / REPORT_FILE).unlink(missing_ok=True)
+        finish_run_info(root, info, list(results), error or stop)
+        console.print(f"[yellow]report not written: {stop}[/]")
+        if error is None:
+            raise
+
+
+def _write_report(root: Path, pm, console, error: BaseException | None) -> None:
+    from rlhf_plug.report import REPORT_FILE, write_report
+
     try:
         path = write_report(root, pm)
     except Exception as exc:
@@ -201,4 +251,4 @@ def _clean_up_failed(ctx, console) -> None:
             "- rerun with --resume to continue[/]"
         )
         return
-    shutil.rmtree(ctx.output_dir, ignore_errors=True)
+    remove_tree(ctx.output_dir)

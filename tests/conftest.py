@@ -227,3 +227,8 @@ def heavy_imports(*argv: str) -> tuple[int, list[str]]:
     assert line is not None, proc.stdout + proc.stderr
     status, *modules = line.split()[1:]
     return int(status), modules
+
+
+def temporary_files(run_dir: Path) -> list[Path]:
+    """Hidden files and folders in a run folder besides its lock (``.lock`` stays: it only names the last run)."""
+    return [p for p in Path(run_dir).glob(".*") if p.name != ".lock"]

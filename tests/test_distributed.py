@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_recipe
+from conftest import write_recipe, temporary_files
 
 RECIPE = """
 name: ddp
@@ -43,7 +43,7 @@ def test_stages_run_with_two_cpu_processes(tmp_path, tiny_model):
         assert results["steps"] in (3, 4)
         assert (run / stage / "model" / "model.safetensors").is_file()
     assert done.stdout.count("Run summary") == 1, "only the main process prints"
-    assert not list(run.glob(".*")), "no temporary folders left"
+    assert not temporary_files(run), "no temporary folders left"
 
 
 def launch(tmp_path, model, *flags: str, **env: str) -> subprocess.CompletedProcess:

@@ -382,3 +382,48 @@ def test_the_reward_stage_trains_on_what_the_page_wrote(tmp_path, tiny_model, re
     results = run_recipe(load_recipe(recipe, registries, []), registries, pm, Console(file=io.StringIO(), width=200))
     assert results["reward"]["train_pairs"] + results["reward"]["eval_pairs"] == 16 * 6  # every row of both annotators
     assert results["reward"]["steps"] == 2
+
+
+# --------------------------------------------------------------------------
+# Host header (DNS rebinding): only the names the server answers to
+# --------------------------------------------------------------------------
+
+
+def _get(url: str, host: str | None = None) -> int:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.request("GET", parts.path, headers={"Host": host} if host else {})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+@pytest.mark.parametrize("extra", [[], ["--allowed-hosts", "label.example.org"]])
+def test_the_page_answers_only_to_its_own_host_names(tmp_path, extra):
+    import re
+    import subprocess
+
+    from conftest import cli_env, command
+
+    candidates = write_jsonl(tmp_path / "c.jsonl", candidate_rows(1))
+    proc = subprocess.Popen(command("label", "--web", "--candidates", str(candidates), "--out", str(tmp_path / "r.jsonl"),
+                                    "--annotators", "alice", "--port", "0", *extra),
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        link = None
+        for line in proc.stdout:
+            if match := re.search(r"(http://127\.0\.0\.1:\d+/label/\S+)", line):
+                link = match.group(1)
+                break
+        assert link, proc.stderr.read() if proc.poll() is not None else "no link printed"
+        port = link.split(":")[2].split("/")[0]
+        assert _get(link) == 200
+        assert _get(link, f"localhost:{port}") == 200
+        assert _get(link, "evil.example") == 400, "a rebinding page's Host must not be served"
+        assert _get(link, f"label.example.org:{port}") == (200 if extra else 400)
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -171,7 +171,7 @@ def test_run_recipe_calls_lifecycle_hooks_in_order(toy, tmp_path):
         ("stage_end", "second", {"steps": 1}, artifacts),
     ]
     root = tmp_path / "runs" / "toy-run"
-    assert sorted(p.name for p in root.iterdir()) == ["report", "report.md", "run.json", "second", "toy"]  # no .partial
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "report", "report.md", "run.json", "second", "toy"]  # no .partial
     assert json.loads((root / "toy" / "results.json").read_text()).keys() == {"steps", "stage_seconds"}
     lines = (root / "toy" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
@@ -218,7 +218,7 @@ def test_failed_stage_leaves_no_output(toy, tmp_path):
     with pytest.raises(RuntimeError, match="toy stage crashed"):
         run_recipe(loaded, registries, pm, Console(file=io.StringIO()))
     root = tmp_path / "runs" / "toy-run"
-    assert sorted(p.name for p in root.iterdir()) == ["report", "report.md", "run.json", "toy"]  # the first stage completed
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "report", "report.md", "run.json", "toy"]  # the first stage completed
     assert ("stage_end", "second") not in [c[:2] for c in recorder.calls]
     info = json.loads((root / "run.json").read_text())
     assert info["status"] == "failed" and info["completed"] == ["toy"] and "toy stage crashed" in info["error"]

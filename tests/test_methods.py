@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_example_plugin import installed  # noqa: F401  (the pip-installed example package)
-from conftest import BUILTIN, assert_one_line_error, cli, read_jsonl, write_recipe
+from conftest import BUILTIN, assert_one_line_error, cli, read_jsonl, write_recipe, temporary_files
 from rich.console import Console
 
 from rlhf_plug.errors import RecipeError, UserError
@@ -207,7 +207,7 @@ def test_online_stage_raises_a_token_reward(tmp_path, tiny_policy, toy, kind):
     assert saved == results[kind] and saved["steps"] == STEPS
     assert saved["train_reward_last_steps"] > saved["train_reward_first_steps"]
     assert (out / "model" / "model.safetensors").is_file() and (out / "adapter").is_dir()
-    assert not list(run_dir.glob(".*")), "no temporary folders left"
+    assert not temporary_files(run_dir), "no temporary folders left"
 
 
 # --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_recipe
+from conftest import write_recipe, temporary_files
 from rich.console import Console
 from test_ppo_stage import ppo_stage, recipe, toy  # noqa: F401  (toy is a fixture)
 
@@ -228,7 +228,7 @@ def test_two_cpu_processes_split_the_prompts(tmp_path, tiny_policy, plugin_dir):
         # the reward is averaged over both processes' 4 samples: a multiple of 1/8
         assert (r["reward"] * 8) == pytest.approx(round(r["reward"] * 8))
     assert done.stdout.count("Run summary") == 1, "only the main process prints"
-    assert not list((tmp_path / "runs" / "ppo-resume").glob(".*")), "no temporary folders left"
+    assert not temporary_files(tmp_path / "runs" / "ppo-resume"), "no temporary folders left"
 
 
 def test_a_kill_while_the_final_model_is_written_resumes_from_the_last_checkpoint(tmp_path, tiny_policy, toy, monkeypatch):

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl, write_recipe
+from conftest import write_jsonl, write_recipe, temporary_files
 from rich.console import Console
 
 from rlhf_plug.errors import UserError
@@ -175,7 +175,7 @@ def test_ppo_learns_a_token_level_reward(tmp_path, tiny_policy, toy):
     assert [r["step"] for r in rollouts] == list(range(1, steps + 1))
     assert all(len(r["indices"]) == 1 and len(r["indices"][0]) == 32 for r in rollouts)
     assert not (out / "checkpoints").exists()
-    assert not list(run_dir.glob(".*")), "no temporary folders left"
+    assert not temporary_files(run_dir), "no temporary folders left"
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import heavy_imports, write_jsonl
+from conftest import heavy_imports, write_jsonl, temporary_files
 
 from rlhf_plug.cli import main
 
@@ -177,7 +177,7 @@ def test_plots_are_valid_pngs_linked_from_the_report(tmp_path):
         data = (run / "report" / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
         assert f"(report/{name})" in text
-    assert not list(run.glob(".*")), "temporary files left behind"
+    assert not temporary_files(run), "temporary files left behind"
 
 
 def test_run_without_run_json_says_not_recorded(hhh_report):
@@ -255,7 +255,7 @@ def test_a_plugin_returning_junk_is_a_one_line_error(tmp_path, make_module, caps
     assert main(["-p", module, "report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "junk_report_mod" in err and "(title, markdown)" in err
-    assert not (run / "report.md").exists() and not list(run.glob(".*"))
+    assert not (run / "report.md").exists() and not temporary_files(run)
 
 
 @pytest.mark.parametrize("make", [lambda p: p / "nope", lambda p: p])

@@ -29,11 +29,6 @@ def checkpoint_dirs(stage_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[1]))
 
 
-def latest_checkpoint(stage_dir: Path) -> Path | None:
-    found = checkpoint_dirs(stage_dir)
-    return found[-1] if found else None
-
-
 def rng_state() -> dict:
     """Every RNG's state as tensors and plain numbers only, so loading it needs no pickle
     (``torch.load(weights_only=True)``): a planted checkpoint file cannot run code."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rlhf_plug.checkpoints import drop_records_after
+from rlhf_plug.checkpoints import drop_records_after, usable_checkpoint
 from rlhf_plug.preemption import Preempted, stop_requested
 from rlhf_plug.stage import ADAPTER_DIR, METRICS_FILE, MODEL_DIR
 from rlhf_plug.tracking import finish_trackers, log_tables, prefixed, start_trackers
-from rlhf_plug_plugins.ppo.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlhf_plug_plugins.ppo.checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlhf_plug_plugins.ppo.evaluation import Evaluation
 from rlhf_plug_plugins.policy_eval import SAMPLES_DIR
 from rlhf_plug_plugins.policy_eval import write_tables as _write_tables
@@ -59,7 +59,7 @@ def run_loop(ctx, loop, evaluators, held_out, info: dict) -> dict:
 
 
 def _resume(ctx, loop) -> tuple[int, dict]:
-    found = latest_checkpoint(ctx.output_dir)
+    found = usable_checkpoint(checkpoint_dirs(ctx.output_dir), ctx.console if ctx.is_main_process else None)
     if found is None:
         return 0, {}
     state = load_checkpoint(found, loop.actor_critic, loop.accelerator)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rlhf_plug.errors import UserError
+
 
 def _console():
     from rich.console import Console
@@ -47,15 +49,21 @@ def add_run(sub) -> None:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="skip stages that already completed")
     mode.add_argument("--overwrite", action="store_true", help="train every stage again over a completed run")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue although the recipe's settings differ from those the stages "
+                   "started with (run.json records the differences)")
     p.set_defaults(handler=cmd_run)
 
 
 def cmd_run(args) -> int:
     from rlhf_plug.runner import is_main_process, run_dir, run_recipe
 
+    if args.allow_changes and not args.resume:
+        raise UserError("--allow-changes goes with --resume (it lets a resumed run continue with changed settings)")
     console = _console()
     pm, registries, loaded = _load(args, console)
-    results = run_recipe(loaded, registries, pm, console, resume=args.resume, overwrite=args.overwrite)
+    results = run_recipe(loaded, registries, pm, console, resume=args.resume, overwrite=args.overwrite,
+                         allow_changes=args.allow_changes)
     if is_main_process():
         _print_summary(console, results)
         console.print(f"outputs: {run_dir(loaded)}")
@@ -232,7 +240,6 @@ def add_label(sub) -> None:
 def cmd_label(args) -> int:
     from dataclasses import fields
 
-    from rlhf_plug.errors import UserError
     from rlhf_plug.labeling import LabelOptions, run_labeling
     from rlhf_plug.labeling.cli import check_terminal_args, cmd_web
     from rlhf_plug.plugins import get_plugin_manager

@@ -18,6 +18,9 @@ def add_web_arguments(p: argparse.ArgumentParser) -> None:
     web.add_argument("--web", action="store_true", help="serve a labelling page for one person or a team instead of the terminal")
     web.add_argument("--host", default=WebOptions.host, help="address to listen on (default %(default)s: this machine only)")
     web.add_argument("--port", type=int, default=WebOptions.port, help="default %(default)s (0: any free port)")
+    web.add_argument("--allowed-hosts", default="", metavar="HOSTS",
+                     help="comma-separated host names the page answers to besides the one it prints, e.g. a proxy's "
+                     "(requests naming any other host get 400); '*' answers to any")
     web.add_argument("--annotators", metavar="NAMES", help="comma-separated names, one private link each (default: your user name)")
     web.add_argument("--overlap", type=int, default=None, help="annotators who see each prompt (default 1)")
     web.add_argument("--criteria", default=",".join(DEFAULT_CRITERIA),
@@ -54,7 +57,8 @@ def web_options(args):
 
     names = parse_names(args.annotators) if args.annotators is not None else [_user_name()]
     overlap = 1 if args.overlap is None else args.overlap
-    return WebOptions(names, overlap, parse_criteria(args.criteria), args.host, args.port)
+    hosts = [h.strip().lower() for h in args.allowed_hosts.split(",") if h.strip()]
+    return WebOptions(names, overlap, parse_criteria(args.criteria), args.host, args.port, hosts)
 
 
 def check_terminal_args(args) -> None:
@@ -63,10 +67,10 @@ def check_terminal_args(args) -> None:
     from rlhf_plug.labeling.web.serve import DEFAULT_CRITERIA, WebOptions
 
     defaults = {"host": WebOptions.host, "port": WebOptions.port, "annotators": None, "overlap": None,
-                "criteria": ",".join(DEFAULT_CRITERIA)}
+                "criteria": ",".join(DEFAULT_CRITERIA), "allowed_hosts": ""}
     for name, default in defaults.items():
         if getattr(args, name) != default:
-            raise UserError(f"--{name} is an option of the web page: add --web")
+            raise UserError(f"--{name.replace('_', '-')} is an option of the web page: add --web")
 
 
 def _user_name() -> str:

@@ -10,12 +10,12 @@ answers), then what is needed to reproduce the run.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_plug.errors import PluginError
-from rlhf_plug.files import atomic_path, replace_dir
+from rlhf_plug.files import atomic_path, remove_tree, replace_dir
+from rlhf_plug.preemption import sigterm_deferred
 from rlhf_plug.report.load import RunOutput, StageOutput, load_run
 
 REPORT_FILE = "report.md"
@@ -49,15 +49,16 @@ def write_report(run_dir: str | Path, pm=None) -> Path:
 
         pm = get_plugin_manager()
     partial = run.path / f".{IMAGES_DIR}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    remove_tree(partial)
     try:
         text = render(run, pm, ReportContext(run, partial))
         # The text is written first: if that fails, the old report and its plots stay as they were.
-        with atomic_path(run.path / REPORT_FILE) as text_tmp:
+        # A SIGTERM waits until text and plots are both in place (or both as they were).
+        with sigterm_deferred(), atomic_path(run.path / REPORT_FILE) as text_tmp:
             text_tmp.write_text(text, encoding="utf-8")
             replace_dir(partial, run.path / IMAGES_DIR)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_tree(partial)
     return run.path / REPORT_FILE
 
 

@@ -19,10 +19,11 @@ from rlhf_plug.report.load import RUN_INFO_FILE
 LIBRARIES = ("rlhf-plug", "torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "matplotlib")
 
 
-def start_run_info(run_dir: Path, loaded, pm, previous: dict | None = None) -> dict:
+def start_run_info(run_dir: Path, loaded, pm, previous: dict | None = None, changes: dict | None = None) -> dict:
     """Write run.json for a run that is starting; returns the record to pass to :func:`finish_run_info`.
 
     ``previous``: the record of the run this one resumes (its start, end and status are kept).
+    ``changes``: per stage, the settings ``--resume --allow-changes`` continued with that it did not start with.
     """
     info = {
         "recipe": loaded.recipe.name,
@@ -46,6 +47,8 @@ def start_run_info(run_dir: Path, loaded, pm, previous: dict | None = None) -> d
     }
     if previous:
         info["resumes"] = {k: previous.get(k) for k in ("started", "finished", "status", "completed")}
+    if changes:
+        info["changed_on_resume"] = changes
     _save(run_dir, info)
     return info
 

@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -40,7 +42,9 @@ NOTES = {
 }
 
 
-def build_app(desk: Desk) -> Starlette:
+def build_app(desk: Desk, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The app; with ``allowed_hosts``, a request whose ``Host`` header names another host gets 400
+    (Starlette's ``TrustedHostMiddleware``: a DNS-rebinding page cannot talk to a local server)."""
     pages = Pages(desk)
     routes = [
         Route("/", pages.forbidden),
@@ -50,7 +54,8 @@ def build_app(desk: Desk) -> Starlette:
         Route("/label/{token}/undo", pages.undo, methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("rlhf_plug.labeling.web", "static")]), name="static"),
     ]
-    return Starlette(routes=routes)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    return Starlette(routes=routes, middleware=middleware)
 
 
 class Pages:

@@ -19,6 +19,7 @@ class WebOptions:
     criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
     host: str = "127.0.0.1"
     port: int = 8765
+    allowed_hosts: list[str] = field(default_factory=list)  # Host headers accepted besides the served ones
 
 
 def run_web(options: LabelOptions, web: WebOptions, registries, console) -> int:
@@ -29,7 +30,7 @@ def run_web(options: LabelOptions, web: WebOptions, registries, console) -> int:
     _print_links(console, desk, where, _link_host(web.host), port)
     desk.bank.prepare_in_background(sorted({i for name in desk.team.names for i in desk.pending(name)}))
     try:
-        serve(desk, sock)
+        serve(desk, sock, served_hosts(web.host) + web.allowed_hosts)
     except KeyboardInterrupt:  # uvicorn shuts down on Ctrl-C, then raises it again: the normal way to stop
         pass
     finally:
@@ -71,19 +72,36 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_server(desk, log_level: str = "warning"):
-    """A uvicorn server for the app (``server.run(sockets=[sock])``; ``server.should_exit = True`` stops it)."""
+def build_server(desk, allowed_hosts: list[str] | None = None, log_level: str = "warning"):
+    """A uvicorn server for the app (``server.run(sockets=[sock])``; ``server.should_exit = True`` stops it).
+
+    ``allowed_hosts``: the ``Host`` headers served (see :func:`served_hosts`); None serves any.
+    """
     import uvicorn
 
     from rlhf_plug.labeling.web.app import build_app
 
     # a page still waiting for the model must not keep Ctrl-C waiting
-    config = uvicorn.Config(build_app(desk), log_level=log_level, access_log=False, timeout_graceful_shutdown=3)
+    config = uvicorn.Config(build_app(desk, allowed_hosts), log_level=log_level, access_log=False, timeout_graceful_shutdown=3)
     return uvicorn.Server(config)
 
 
-def serve(desk, sock: socket.socket) -> None:
-    build_server(desk).run(sockets=[sock])
+def serve(desk, sock: socket.socket, allowed_hosts: list[str] | None = None) -> None:
+    build_server(desk, allowed_hosts).run(sockets=[sock])
+
+
+def served_hosts(host: str) -> list[str]:
+    """The names a browser may put in ``Host`` for a server on ``host``: the address itself and the loopback
+    names; listening everywhere, also this machine's name and addresses (``--allowed-hosts`` adds a proxy's)."""
+    hosts = {host, "localhost", "127.0.0.1", "::1"}
+    if host in ("0.0.0.0", "::", ""):
+        name = socket.gethostname()
+        hosts |= {name, socket.getfqdn()}
+        try:
+            hosts |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+        except OSError:
+            pass
+    return sorted(h.lower() for h in hosts if h and h not in ("0.0.0.0", "::"))
 
 
 def _link_host(host: str) -> str:
