@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from rlhf_plug.checkpoints import has_checkpoints, remove_checkpoints
+from rlhf_plug.disk_space import full_disk_is_one_line
 from rlhf_plug.files import remove_tree, replace_dir
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
 from rlhf_plug.run_lock import run_folder_lock
@@ -73,7 +74,7 @@ def run_recipe(
     check_recipe(loaded, registries, pm, type(console)(quiet=True))
     root = run_dir(loaded)
     _check_writable(loaded, root)
-    with run_folder_lock(root) if is_main_process() else nullcontext():
+    with full_disk_is_one_line(root), run_folder_lock(root) if is_main_process() else nullcontext():
         changes = _changes_since_start(loaded, root, allow_changes) if resume and is_main_process() else {}
         return _run_in_folder(loaded, registries, pm, console, root, state, resume=resume, overwrite=overwrite,
                               changes=changes)
@@ -158,6 +159,18 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
         return _completed_results(ctx, final)
     if stop_requested():
         raise Preempted(f"stopped on SIGTERM before stage {ctx.name}")
+    with full_disk_is_one_line(ctx.output_dir):
+        results = _train_stage(ctx, total, state, resume, final)
+    state.wait_for_everyone()
+    ctx.output_dir = final
+    if ctx.is_main_process:
+        ctx.console.print(results_table(f"{ctx.name} results", results))
+    ctx.hooks.rlhf_stage_end(stage=ctx, results=results)
+    return results
+
+
+def _train_stage(ctx: StageContext, total: int, state, resume: bool, final: Path) -> dict:
+    """Train in the temporary folder and swap it into place; a failed stage keeps only its checkpoints."""
     stage = ctx.registries.get("stage", ctx.kind).factory(ctx.config)
     if ctx.is_main_process:
         _start_output(ctx, total, keep_checkpoints=resume and has_checkpoints(ctx.output_dir))
@@ -176,11 +189,6 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
         (ctx.output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2), encoding="utf-8")
         replace_dir(ctx.output_dir, final)
         remove_checkpoints(final)  # only now: the complete stage is in place
-    state.wait_for_everyone()
-    ctx.output_dir = final
-    if ctx.is_main_process:
-        ctx.console.print(results_table(f"{ctx.name} results", results))
-    ctx.hooks.rlhf_stage_end(stage=ctx, results=results)
     return results
 
 
@@ -219,7 +227,11 @@ def _finish_run(root: Path, info: dict, pm, console, results: dict, error: BaseE
 
     try:
         with sigterm_raises("while the report was written" + (" (every stage is complete)" if error is None else "")):
-            finish_run_info(root, info, list(results), error)
+            try:
+                finish_run_info(root, info, list(results), error)
+            except OSError as exc:  # a full disk: the stages' own state is what --resume reads
+                console.print(f"[yellow]run.json not updated: {exc}[/]")
+                return
             if results and not isinstance(error, KeyboardInterrupt):
                 _write_report(root, pm, console, error)
     except Preempted as stop:

@@ -343,6 +343,21 @@ def results_table(title: str, results: dict[str, Any]):
     return table
 
 
+def saved_weights_bytes(model) -> int:
+    """About what saving ``model`` merged takes: every parameter at the model's own float width
+    (4-bit parameters counted unpacked, as the full-precision merge writes them), the adapter's included."""
+    import torch
+
+    dtype = getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)
+    dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    width = torch.finfo(dtype).bits // 8 if isinstance(dtype, torch.dtype) and dtype.is_floating_point else 4
+    total = 0
+    for param in model.parameters():
+        shape = getattr(getattr(param, "quant_state", None), "shape", None)
+        total += (shape.numel() if shape is not None else param.numel()) * width
+    return total
+
+
 def save_trained(trainer, ctx, base: str, tokenizer, auto_class: str, **load_kwargs) -> None:
     """Save the adapter (or full weights) and a merged model under ``ctx.output_dir``.
 
@@ -350,11 +365,14 @@ def save_trained(trainer, ctx, base: str, tokenizer, auto_class: str, **load_kwa
     merged full-precision model plus tokenizer, which is what the next stage
     loads. The trainer's trackers are closed first: the stage has logged everything.
     """
+    from rlhf_plug.disk_space import check_free_space
     from rlhf_plug.models import merge_adapter
     from rlhf_plug.stage import ADAPTER_DIR, MODEL_DIR
     from rlhf_plug.tracking import finish_trainer_trackers
 
     check_finite_training(trainer, ctx)
+    if ctx.is_main_process:
+        check_free_space(ctx.output_dir, saved_weights_bytes(trainer.model), "the trained model")
     finish_trainer_trackers(trainer)
     uses_lora = ctx.config.lora is not False
     target = ctx.output_dir / (ADAPTER_DIR if uses_lora else MODEL_DIR)

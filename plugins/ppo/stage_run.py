@@ -145,12 +145,15 @@ def _save_final(ctx, loop, base: str) -> None:
     """``adapter/`` (the policy LoRA), ``value_head.safetensors`` and the merged ``model/``."""
     from safetensors.torch import save_file
 
+    from rlhf_plug.disk_space import check_free_space
     from rlhf_plug.models import merge_adapter
+    from rlhf_plug.training import saved_weights_bytes
 
     loop.accelerator.wait_for_everyone()
     if not ctx.is_main_process:
         return
     out = ctx.output_dir
+    check_free_space(out, saved_weights_bytes(loop.actor_critic.causal_lm), "the trained policy")
     loop.actor_critic.peft.save_pretrained(str(out / ADAPTER_DIR), selected_adapters=["default"])
     loop.tokenizer.save_pretrained(out / ADAPTER_DIR)
     head = {k: v.detach().cpu().contiguous() for k, v in loop.actor_critic.value_head.state_dict().items()}
