@@ -53,7 +53,7 @@ target = sys.argv[1]
 tok = Tokenizer(models.BPE())
 tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
 tok.decoder = decoders.ByteLevel()
-texts = [line for name in ("demos", "rankings", "prompts", "pretrain") for line in open(f"plugins/builtin_data/{name}.jsonl")]
+texts = [line for name in ("demos", "rankings", "prompts", "pretrain") for line in open(f"plugins/data/builtin_data/{name}.jsonl")]
 tok.train_from_iterator(texts, trainers.BpeTrainer(
     vocab_size=2048, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
     initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))

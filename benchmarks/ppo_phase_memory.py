@@ -42,7 +42,7 @@ def _measured(name_of, method):
 
 
 def patch() -> None:
-    from rlhf_plug_plugins.ppo.trainer import PPOLoop
+    from rlhf_plug_plugins.ppo.loop import PPOLoop
 
     PPOLoop.generate = _measured(lambda a, k: "generation", PPOLoop.generate)
     PPOLoop.score = _measured(lambda a, k: "reward", PPOLoop.score)

@@ -44,7 +44,7 @@ def write_prompts(folder: Path, policy: Path, count: int, prompt_tokens: int | N
     """
     from transformers import AutoTokenizer
 
-    source = REPO / "plugins" / "builtin_data" / "prompts.jsonl"
+    source = REPO / "plugins" / "data" / "builtin_data" / "prompts.jsonl"
     lines = source.read_text().splitlines()
     tokenizer = AutoTokenizer.from_pretrained(policy)
 

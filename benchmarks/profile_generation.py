@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--policy", default=str(REPO / "runs" / "sft-rm" / "sft" / "model"))
-    p.add_argument("--prompts", default=str(REPO / "plugins" / "builtin_data" / "prompts.jsonl"))
+    p.add_argument("--prompts", default=str(REPO / "plugins" / "data" / "builtin_data" / "prompts.jsonl"))
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=32)
     args = p.parse_args()

@@ -15,7 +15,7 @@ import argparse
 
 def saved_mib(model, ids, prompt_length: int, params: set[int]) -> float:
     import torch
-    from rlhf_plug_plugins.ppo import lean_activations
+    from rlhf_plug_plugins.ppo.speed import lean_activations
 
     kept: dict[int, int] = {}
 

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from rlhf_plug.files import repair_last_line
-from rlhf_plug.stage import CHECKPOINTS_DIR
+from rlhf_plug.run_folder import CHECKPOINTS_DIR
 
 TRAINER_DIR = "trainer"  # the TRL stages' Trainer output_dir inside the stage folder
 TRAINER_STATE = "trainer_state.json"  # transformers' TRAINER_STATE_NAME, the last file of a checkpoint
@@ -162,7 +162,7 @@ def continue_from_checkpoint(trainer, ctx) -> Path | None:
     """
     from functools import partial
 
-    from rlhf_plug.stage import METRICS_FILE
+    from rlhf_plug.run_folder import METRICS_FILE
 
     found = usable_checkpoint(trainer_checkpoints(ctx.output_dir), ctx.console if ctx.is_main_process else None)
     if found is None:

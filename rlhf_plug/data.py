@@ -432,3 +432,20 @@ def as_dataset(rows: list[dict], source: str):
         return Dataset.from_list(rows)
     except (pyarrow.ArrowException, TypeError, ValueError) as exc:
         raise DataError(f"{source}: the rows cannot be stored as a table: {type(exc).__name__}: {exc}") from None
+
+
+__all__ = [
+    "ASSISTANT_MARKER",
+    "FORMATS",
+    "KNOWN_ROLE_ALIASES",
+    "ROLES",
+    "SplitData",
+    "as_rows",
+    "detect_format",
+    "expand_rankings",
+    "load_split",
+    "pair_with_prompt",
+    "split_pair",
+    "split_rows",
+    "validate_rows",
+]

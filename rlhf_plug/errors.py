@@ -35,3 +35,13 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+__all__ = [
+    "DataError",
+    "PluginError",
+    "RecipeError",
+    "RewardError",
+    "UserError",
+    "did_you_mean",
+]

@@ -5,7 +5,7 @@ Plugins implement hooks with the :data:`hookimpl` marker::
     from rlhf_plug import hookimpl
 
     @hookimpl
-    def rlhf_register_reward_functions(register):
+    def rlhf_register_reward_functions(register: Register) -> None:
         register("politeness", Politeness)
 
 There are two kinds of hook.
@@ -36,7 +36,17 @@ these hooks. Their return values are ignored.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pluggy
+
+if TYPE_CHECKING:  # as pytest's hookspec.py: the types document the hooks, and importing them costs nothing at run time
+    from rlhf_plug.contracts import Register, ReportSections
+    from rlhf_plug.recipe import Recipe
+    from rlhf_plug.report import ReportContext, StageOutput
+    from rlhf_plug.stage import StageContext
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
 PROJECT_NAME = "rlhf_plug"
 
@@ -50,10 +60,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def rlhf_register_data_sources(register):
+def rlhf_register_data_sources(register: Register) -> None:
     """Register data sources.
 
-    A data source factory returns an object with ``describe() -> str`` (used in
+    A data source factory returns a :class:`rlhf_plug.contracts.DataSource`: an object with ``describe() -> str`` (used in
     error messages, e.g. the file path) and ``load()``, which returns a
     ``datasets.Dataset`` or a list of row dicts, with rows in one of TRL's formats (prompt/completion, ``messages``,
     chosen/rejected, prompt-only, ``text``) or the rankings format
@@ -68,10 +78,10 @@ def rlhf_register_data_sources(register):
 
 
 @hookspec
-def rlhf_register_reward_functions(register):
+def rlhf_register_reward_functions(register: Register) -> None:
     """Register reward functions.
 
-    A reward factory returns a callable
+    A reward factory returns a :class:`rlhf_plug.contracts.RewardFunction`, a callable
     ``(prompts, completions, **columns) -> list[float]`` following TRL's
     GRPO/RLOO convention: ``prompts`` and ``completions`` are batched lists
     (strings, or lists of chat messages for conversational data) and
@@ -85,10 +95,10 @@ def rlhf_register_reward_functions(register):
 
 
 @hookspec
-def rlhf_register_losses(register):
+def rlhf_register_losses(register: Register) -> None:
     """Register policy-optimisation losses.
 
-    A loss factory returns a callable ``(batch) -> (loss, metrics)`` where
+    A loss factory returns a :class:`rlhf_plug.contracts.Loss`, a callable ``(batch) -> (loss, metrics)`` where
     ``batch`` is the PPO minibatch (a mapping of tensors: new and old log
     probabilities, advantages, returns, values, masks) and ``metrics`` is a
     ``dict[str, float]`` reported each step. Set ``needs_value = False`` on the
@@ -100,10 +110,10 @@ def rlhf_register_losses(register):
 
 
 @hookspec
-def rlhf_register_kl_controllers(register):
+def rlhf_register_kl_controllers(register: Register) -> None:
     """Register KL controllers (the β of the KL penalty).
 
-    A controller has ``value`` (the current β), ``update(observed_kl, n_steps)``,
+    A controller (:class:`rlhf_plug.contracts.KLController`) has ``value`` (the current β), ``update(observed_kl, n_steps)``,
     and ``state_dict()`` / ``load_state_dict(state)`` so resumed runs continue
     with the same β. A controller with a set-point may also have ``target``
     (nats per response): the PPO stage logs it as ``kl_target`` and the report
@@ -115,10 +125,10 @@ def rlhf_register_kl_controllers(register):
 
 
 @hookspec
-def rlhf_register_evaluators(register):
+def rlhf_register_evaluators(register: Register) -> None:
     """Register evaluators.
 
-    An evaluator is a callable ``(context) -> dict[str, float]`` run by a stage
+    An evaluator (:class:`rlhf_plug.contracts.Evaluator`) is a callable ``(context) -> dict[str, float]`` run by a stage
     on held-out data; the context is stage-specific and documented by the stage
     (for example the reward stage passes the trained reward model and the
     held-out preference pairs).
@@ -129,11 +139,11 @@ def rlhf_register_evaluators(register):
 
 
 @hookspec
-def rlhf_register_stages(register):
+def rlhf_register_stages(register: Register) -> None:
     """Register pipeline stages (``sft``, ``reward``, ``ppo``, ...).
 
     A stage factory is called with its validated config (``config=`` is
-    required for stages) and returns an object with ``check(ctx)``, which
+    required for stages) and returns a :class:`rlhf_plug.contracts.Stage`: an object with ``check(ctx)``, which
     validates everything possible without loading a model, and
     ``run(ctx) -> dict[str, float]``, which trains, writes its artifacts to
     ``ctx.output_dir`` and returns the results shown in the end-of-stage table.
@@ -150,7 +160,7 @@ def rlhf_register_stages(register):
 
 
 @hookspec(historic=True)
-def rlhf_configure(recipe):
+def rlhf_configure(recipe: Recipe) -> None:
     """Called once, after the recipe is loaded and validated, before any stage.
 
     Historic: plugins registered later still receive the call.
@@ -161,7 +171,7 @@ def rlhf_configure(recipe):
 
 
 @hookspec
-def rlhf_stage_start(stage):
+def rlhf_stage_start(stage: StageContext) -> None:
     """Called before a stage starts training.
 
     :param stage: the :class:`rlhf_plug.stage.StageContext` of the stage.
@@ -170,7 +180,7 @@ def rlhf_stage_start(stage):
 
 
 @hookspec
-def rlhf_stage_end(stage, results):
+def rlhf_stage_end(stage: StageContext, results: dict[str, Any]) -> None:
     """Called after a stage finished and its artifacts were written.
 
     :param stage: the :class:`rlhf_plug.stage.StageContext` of the stage.
@@ -180,7 +190,7 @@ def rlhf_stage_end(stage, results):
 
 
 @hookspec
-def rlhf_step_end(stage, step, metrics):
+def rlhf_step_end(stage: StageContext, step: int, metrics: dict[str, float]) -> None:
     """Called after each logged optimisation step.
 
     :param stage: the :class:`rlhf_plug.stage.StageContext`.
@@ -192,7 +202,7 @@ def rlhf_step_end(stage, step, metrics):
 
 
 @hookspec
-def rlhf_evaluate(stage, step, metrics):
+def rlhf_evaluate(stage: StageContext, step: int, metrics: dict[str, float]) -> None:
     """Called after each evaluation on held-out data.
 
     :param stage: the :class:`rlhf_plug.stage.StageContext`.
@@ -209,7 +219,7 @@ def rlhf_evaluate(stage, step, metrics):
 
 
 @hookspec
-def rlhf_report_sections(stage, report):
+def rlhf_report_sections(stage: StageOutput, report: ReportContext) -> ReportSections:
     """Contribute sections about one stage to the run's ``report.md``.
 
     Called once per completed stage, in recipe order, after the stage's results

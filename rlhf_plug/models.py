@@ -279,3 +279,17 @@ def merge_adapter(base: str, adapter_dir: Path, out_dir: Path, auto_class: str, 
     model.config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+
+
+__all__ = [
+    "DEFAULT_LORA",
+    "MODEL_ALIASES",
+    "ensure_pad_token",
+    "load_tokenizer",
+    "lora_config",
+    "merge_adapter",
+    "model_init_kwargs",
+    "quantization_config",
+    "resolve_model",
+    "use_4bit",
+]

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from rlhf_plug.recipe import shown
-from rlhf_plug.stage import RESULTS_FILE
+from rlhf_plug.run_folder import RESULTS_FILE
 
 #: Top-level keys that change nothing a stage trains: free to change on resume (``name`` and ``output_dir``
 #: only find the run folder, which is the same one or the resume would not find the stage).

@@ -67,3 +67,10 @@ def check_reward_output(values: Any, expected: int, where: str, *, first: int = 
             )
         out.append(float(value))
     return out
+
+
+__all__ = [
+    "REWARD_LIMIT",
+    "call_reward_function",
+    "check_reward_output",
+]

@@ -65,7 +65,8 @@ def run_recipe(
     a recipe whose settings differ from those a skipped or continued stage started with, unless
     ``allow_changes`` (the differences are then recorded in run.json).
     """
-    from rlhf_plug.training import check_distributed_launch, distributed_state, quiet_libraries
+    from rlhf_plug.distributed import check_distributed_launch, distributed_state
+    from rlhf_plug.training import quiet_libraries
 
     quiet_libraries()
     state = distributed_state()
@@ -152,7 +153,7 @@ def _run_stage(ctx: StageContext, total: int, state, resume: bool) -> dict:
     With ``resume``, a complete stage is skipped (its results are read back) and a stage with checkpoints continues.
     """
     from rlhf_plug.preemption import Preempted, stop_requested
-    from rlhf_plug.training import results_table
+    from rlhf_plug.progress import results_table
 
     final = ctx.run_dir / ctx.name
     if resume and (final / RESULTS_FILE).is_file():

@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -25,13 +25,15 @@ from rlhf_plug.recipe import (
     Strict,
     dotted,
 )
+from rlhf_plug.run_folder import ADAPTER_DIR, CHECKPOINTS_DIR, METRICS_FILE, MODEL_DIR, RESULTS_FILE
 from rlhf_plug.validation import KeyPathError, check_keys
 
-MODEL_DIR = "model"  # merged full model + tokenizer: the next stage's input
-ADAPTER_DIR = "adapter"  # LoRA adapter (safetensors)
-RESULTS_FILE = "results.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"  # complete checkpoints: step-N/ folders (kept on failure, used by --resume)
+if TYPE_CHECKING:
+    from pluggy import HookRelay
+    from rich.console import Console
+
+    from rlhf_plug.registry import Registries
+
 
 
 class StageConfig(Strict):
@@ -60,11 +62,11 @@ class StageContext:
 
     spec: StageSpec
     loaded: LoadedRecipe
-    registries: Any  # rlhf_plug.registry.Registries
-    hooks: Any  # pluggy hook relay
+    registries: Registries  # every registered component, by family (``registries.get(family, name)``)
+    hooks: HookRelay  # call a lifecycle hook: ``ctx.hooks.rlhf_step_end(stage=ctx, step=..., metrics=...)``
     run_dir: Path
     output_dir: Path
-    console: Any  # rich.console.Console
+    console: Console
     is_main_process: bool = True
 
     # --- identity -------------------------------------------------------
@@ -273,3 +275,14 @@ class StageContext:
                 fh.write(json.dumps(record) + "\n")
         hook = self.hooks.rlhf_evaluate if evaluation else self.hooks.rlhf_step_end
         hook(stage=self, step=step, metrics=metrics)
+
+
+__all__ = [
+    "ADAPTER_DIR",
+    "CHECKPOINTS_DIR",
+    "METRICS_FILE",
+    "MODEL_DIR",
+    "RESULTS_FILE",
+    "StageConfig",
+    "StageContext",
+]

@@ -1,4 +1,4 @@
-"""Generate the built-in toy-task datasets in plugins/builtin_data/ (deterministic).
+"""Generate the built-in toy-task datasets in plugins/data/builtin_data/ (deterministic).
 
 Run from anywhere:  python scripts/build_builtin_data.py
 Files (JSONL, ASCII, TRL conversational format):
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_DIR = ROOT / "plugins" / "builtin_data"
+OUT_DIR = ROOT / "plugins" / "data" / "builtin_data"
 SEED = 1234
 N_DEMOS, N_RANKINGS, N_PROMPTS, N_EVAL, N_PRETRAIN = 400, 250, 200, 60, 300
 MAX_BYTES = 200_000
@@ -24,8 +24,8 @@ BALANCED = ["arithmetic", "harmful", "unknowable"]  # cycled: one third each
 
 
 def load_annotator():
-    """Import plugins/annotator.py by path (works without the package installed)."""
-    spec = importlib.util.spec_from_file_location("toy_annotator", ROOT / "plugins" / "annotator.py")
+    """Import plugins/rewards/annotator.py by path (works without the package installed)."""
+    spec = importlib.util.spec_from_file_location("toy_annotator", ROOT / "plugins" / "rewards" / "annotator.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

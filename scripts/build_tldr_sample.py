@@ -1,4 +1,4 @@
-"""Generate the built-in TL;DR sample in plugins/builtin_data/ (deterministic).
+"""Generate the built-in TL;DR sample in plugins/data/builtin_data/ (deterministic).
 
 Run from anywhere:  python scripts/build_tldr_sample.py
 
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_DIR = ROOT / "plugins" / "builtin_data"
+OUT_DIR = ROOT / "plugins" / "data" / "builtin_data"
 SEED = 2020
 N_DEMOS, N_COMPARISON_POSTS, PAIRS_PER_POST, N_PROMPTS, N_EVAL = 80, 36, 2, 48, 24
 MARGIN = 0.15  # chosen must beat rejected by this much under summary_judge
@@ -33,8 +33,8 @@ MAX_TOTAL_BYTES = 200_000
 
 
 def load_judge():
-    """Import plugins/summary_judge.py by path (works without the package installed)."""
-    spec = importlib.util.spec_from_file_location("summary_judge", ROOT / "plugins" / "summary_judge.py")
+    """Import plugins/rewards/summary_judge.py by path (works without the package installed)."""
+    spec = importlib.util.spec_from_file_location("summary_judge", ROOT / "plugins" / "rewards" / "summary_judge.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -18,7 +18,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD", "1")  # tests opt in to entry points
 
 REPO = Path(__file__).resolve().parents[1]
-BUILTIN = REPO / "plugins" / "builtin_data"
+BUILTIN = REPO / "plugins" / "data" / "builtin_data"
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"

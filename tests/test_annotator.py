@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "plugins" / "builtin_data"
+DATA = ROOT / "plugins" / "data" / "builtin_data"
 
 
 def _load(name, path):
@@ -19,9 +19,9 @@ def _load(name, path):
 
 
 try:
-    from rlhf_plug_plugins import annotator
+    from rlhf_plug_plugins.rewards.builtin import annotator
 except ImportError:  # package not installed: load the plugin file directly (never skip)
-    annotator = _load("toy_annotator", ROOT / "plugins" / "annotator.py")
+    annotator = _load("toy_annotator", ROOT / "plugins" / "rewards" / "annotator.py")
 
 
 def total(prompt, completion):

@@ -171,7 +171,7 @@ def test_a_huge_finite_reward_is_refused_by_the_contract():
 
 BROKEN = """
 from rlhf_plug import hookimpl
-from rlhf_plug_plugins.losses import PPOClipLoss
+from rlhf_plug_plugins.objectives.losses import PPOClipLoss
 
 
 class EvenLength:
@@ -306,7 +306,7 @@ def test_text_with_colons_in_set_is_still_text():
 
 
 def test_trl_logs_keep_non_finite_numbers_for_the_null_record():
-    from rlhf_plug.training import numeric_logs
+    from rlhf_plug.progress import numeric_logs
 
     logs = numeric_logs({"loss": float("nan"), "grad_norm": float("inf"), "epoch": 1, "note": "x", "none": None})
     assert set(logs) == {"loss", "grad_norm", "epoch"} and logs["epoch"] == 1

@@ -257,7 +257,7 @@ def test_plugins_lists_every_family_and_the_stages():
     assert {family for family, _ in components} == set(FAMILIES)
     assert {("stage", "sft"), ("stage", "reward"), ("data_source", "builtin"), ("evaluator", "rm_accuracy")} <= components
     plugin_names = {r[0] for r in rows if len(r) == 3}
-    assert "rlhf_plug_plugins.stage_sft" in plugin_names
+    assert "rlhf_plug_plugins.stages.sft" in plugin_names
     assert "rlhf_register_stages" in proc.stdout
 
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-from rlhf_plug_plugins.kl_controllers import AdaptiveKL, FixedKL
-from rlhf_plug_plugins.losses import PPOClipLoss, ReinforceLoss
+from rlhf_plug_plugins.objectives.kl_controllers import AdaptiveKL, FixedKL
+from rlhf_plug_plugins.objectives.losses import PPOClipLoss, ReinforceLoss
 
 
 def test_fixed_kl_never_moves_and_round_trips():
@@ -89,7 +89,7 @@ def test_reinforce_loss_is_ratio_weighted_advantage_and_has_no_critic():
 
 def test_win_rate_counts_ties_half_and_logs_the_tie_share():
     from rlhf_plug_plugins.ppo.evaluation import PPOEvalContext, Samples
-    from rlhf_plug_plugins.ppo_evaluators import WinRate
+    from rlhf_plug_plugins.evaluation.policy import WinRate
 
     policy = Samples(["a", "b", "c", "d"], {"judge": [1.0, 0.0, 2.0, 2.0]})
     reference = Samples(["a", "b", "c", "d"], {"judge": [0.0, 1.0, 2.0, 2.0]})

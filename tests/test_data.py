@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import write_jsonl
-from rlhf_plug_plugins.data_sources import (
+from rlhf_plug_plugins.data.sources import (
     FileSource,
 )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_jsonl
-from rlhf_plug_plugins.data_sources import (
+from rlhf_plug_plugins.data.sources import (
     BUILTIN_DIR,
     BuiltinSource,
     FileSource,

@@ -75,7 +75,7 @@ def test_a_launch_the_accelerator_does_not_see_is_refused(monkeypatch):
     from types import SimpleNamespace
 
     from rlhf_plug.errors import UserError
-    from rlhf_plug.training import check_distributed_launch
+    from rlhf_plug.distributed import check_distributed_launch
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UserError, match=r"launched as 2 processes \(WORLD_SIZE\) but accelerate sees 1 .* on CPU use DDP"):

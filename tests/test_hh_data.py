@@ -102,7 +102,7 @@ def test_encoding_matches_trl_and_cuts_the_prompt_from_the_left(tiny_model):
 
 
 def test_tokenize_pairs_keeps_answers_counts_truncated_and_dropped(tiny_model):
-    from rlhf_plug_plugins.rm_data import tokenize_pairs
+    from rlhf_plug_plugins.stages.reward_data import tokenize_pairs
 
     tokenizer = load_tokenizer(str(tiny_model))
     rows = [hh_row(0), hh_row(30), hh_row(1, chosen=" good" * 80)]
@@ -118,8 +118,8 @@ def test_tokenize_pairs_keeps_answers_counts_truncated_and_dropped(tiny_model):
 
 def test_training_and_scoring_format_a_long_transcript_the_same_way(tiny_model):
     """What the reward stage trains on is what learned_rm and rm_accuracy score."""
-    from rlhf_plug_plugins.rm_data import tokenize_pairs
-    from rlhf_plug_plugins.rm_scoring import reward_input_ids
+    from rlhf_plug_plugins.stages.reward_data import tokenize_pairs
+    from rlhf_plug_plugins.rewards.rm_scoring import reward_input_ids
 
     tokenizer = load_tokenizer(str(tiny_model))
     row = hh_row(40)
@@ -133,7 +133,7 @@ def test_training_and_scoring_format_a_long_transcript_the_same_way(tiny_model):
 
 def test_sft_tokenization_matches_trl_and_keeps_the_completion(tmp_path, tiny_model):
     from datasets import Dataset
-    from rlhf_plug_plugins.sft_data import tokenize_completions
+    from rlhf_plug_plugins.stages.sft_data import tokenize_completions
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = load_tokenizer(str(tiny_model))
@@ -168,7 +168,7 @@ stages:
 
 
 def test_reward_stage_reports_truncation_and_records_its_input_format(tmp_path, tiny_model, registries, pm):
-    from rlhf_plug_plugins.rm_data import read_max_length
+    from rlhf_plug_plugins.stages.reward_data import read_max_length
 
     rows = [hh_row(30 if i % 2 else 0, tag=f" {i}") for i in range(16)]
     rows += [hh_row(0, chosen=" good" * 80, tag=f" long {i}") for i in range(4)]
@@ -190,7 +190,7 @@ def test_reward_stage_reports_truncation_and_records_its_input_format(tmp_path, 
 
 @pytest.mark.skipif(not DEV_FILE.is_file(), reason="../shared/data/hh-rlhf is not here")
 def test_real_hh_rlhf_slice_splits_and_truncates(tiny_model):
-    from rlhf_plug_plugins.rm_data import tokenize_pairs
+    from rlhf_plug_plugins.stages.reward_data import tokenize_pairs
 
     with gzip.open(DEV_FILE, "rt", encoding="utf-8") as fh:
         rows = [json.loads(next(fh)) for _ in range(200)]

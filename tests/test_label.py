@@ -202,7 +202,7 @@ def annotated(tiny_model, tmp_path, monkeypatch, capsys) -> Path:
 
 
 def test_annotator_orders_completions_by_score(annotated):
-    from rlhf_plug_plugins.annotator import score_answer, to_text
+    from rlhf_plug_plugins.rewards.annotator import score_answer, to_text
 
     rows = read_jsonl(annotated)
     assert [r["prompt"] for r in rows] == toy_prompts(3)
@@ -235,7 +235,7 @@ def test_reward_ranker_breaks_ties_by_sample_order_and_rejects_nan():
 def test_output_loads_as_reward_stage_pairs(annotated, registries):
     from rlhf_plug.data import load_split
     from rlhf_plug.recipe import DataRef
-    from rlhf_plug_plugins.stage_reward import REWARD_FORMATS
+    from rlhf_plug_plugins.stages.reward import REWARD_FORMATS
 
     ref = DataRef.model_validate({"use": "file", "with": {"path": str(annotated)}, "eval_fraction": 0.0})
     source = registries.get("data_source", "file").build(ref.with_)

@@ -267,7 +267,7 @@ def test_a_busy_port_is_a_one_line_error(tmp_path, capsys):
 def test_reward_stage_uses_every_annotators_rows_and_keeps_a_prompt_in_one_split(tmp_path, registries):
     from rlhf_plug.data import load_split
     from rlhf_plug.recipe import DataRef
-    from rlhf_plug_plugins.stage_reward import REWARD_FORMATS
+    from rlhf_plug_plugins.stages.reward import REWARD_FORMATS
 
     desk = make_desk(tmp_path, names=["alice", "bob"], overlap=2, rows=chat_rows(6))  # messages stay messages
     client = client_for(desk)

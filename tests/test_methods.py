@@ -287,7 +287,7 @@ def test_plugins_command_lists_the_new_stages():
     proc = cli("plugins")
     assert proc.returncode == 0, proc.stderr
     for kind in ("dpo", "grpo", "rloo"):
-        assert f"rlhf_plug_plugins.stage_{kind}" in proc.stdout
+        assert f"rlhf_plug_plugins.stages.{kind}" in proc.stdout
         assert any(line.split("│")[1:3] and line.split("│")[2].strip() == kind for line in proc.stdout.splitlines() if "│" in line), kind
 
 

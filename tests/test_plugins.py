@@ -132,7 +132,7 @@ def test_duplicate_of_a_default_names_both_plugins(pm):
         registries_with(pm, P())
     message = str(info.value)
     assert "length_penalty" in message
-    assert "'p'" in message and "'rlhf_plug_plugins.rewards'" in message
+    assert "'p'" in message and "'rlhf_plug_plugins.rewards.builtin'" in message
 
 
 def test_same_name_in_different_families_is_fine(pm):
@@ -143,7 +143,7 @@ def test_same_name_in_different_families_is_fine(pm):
 
     registries = registries_with(pm, P())
     assert registries.get("evaluator", "fixed").plugin == "p"
-    assert registries.get("kl_controller", "fixed").plugin == "rlhf_plug_plugins.kl_controllers"
+    assert registries.get("kl_controller", "fixed").plugin == "rlhf_plug_plugins.objectives.kl_controllers"
 
 
 def test_unknown_name_has_did_you_mean_and_available(registries):
@@ -326,17 +326,17 @@ def test_entry_point_import_error_names_it(fake_dists):
 
 
 def test_entry_point_for_a_default_module_is_not_registered_twice(fake_dists):
-    import rlhf_plug_plugins.rewards as rewards
+    import rlhf_plug_plugins.rewards.builtin as rewards
 
     fake_dists.append(
         FakeDistribution(
-            "dup", "1", [FakeEntryPoint("rewards_again", rewards), FakeEntryPoint("rlhf_plug_plugins.losses", object())]
+            "dup", "1", [FakeEntryPoint("rewards_again", rewards), FakeEntryPoint("rlhf_plug_plugins.objectives.losses", object())]
         )
     )
     pm = get_plugin_manager(autoload=True)
     assert pm.get_plugin("rewards_again") is None
     registries = Registries(pm)  # no duplicate-name error
-    assert registries.get("reward_function", "length_penalty").plugin == "rlhf_plug_plugins.rewards"
+    assert registries.get("reward_function", "length_penalty").plugin == "rlhf_plug_plugins.rewards.builtin"
 
 
 def test_plugins_command_shows_entry_point_distribution(fake_dists, monkeypatch, capsys):

@@ -30,7 +30,7 @@ def _loop(**args):
 
 def test_frozen_normalisation_keeps_the_first_batches_statistics():
     import torch
-    from rlhf_plug_plugins.ppo.trainer import PPOLoop
+    from rlhf_plug_plugins.ppo.loop import PPOLoop
 
     loop = _loop(reward_norm="frozen", reward_norm_batches=2, reward_clip=None)
     eos = torch.ones(4, dtype=torch.bool)
@@ -49,7 +49,7 @@ def test_frozen_normalisation_keeps_the_first_batches_statistics():
 
 def test_the_missing_eos_penalty_applies_after_normalising_and_stays_out_of_the_statistics():
     import torch
-    from rlhf_plug_plugins.ppo.trainer import PPOLoop
+    from rlhf_plug_plugins.ppo.loop import PPOLoop
 
     loop = _loop(reward_norm="batch", reward_clip=1.0, missing_eos_penalty=0.5)
     scores = PPOLoop.normalise(loop, torch.tensor([0.0, 0.0, 4.0, 4.0]), torch.tensor([True, False, True, False]))
@@ -91,7 +91,8 @@ def test_every_key_docs_ppo_md_names_exists():
     import re
 
     from conftest import REPO
-    from rlhf_plug_plugins.ppo.config import GenerationArgs, PPOArgs
+    from rlhf_plug_plugins.ppo.config import PPOArgs
+    from rlhf_plug_plugins.sampling.config import GenerationArgs
 
     text = (REPO / "docs" / "ppo.md").read_text(encoding="utf-8")
     named = set(re.findall(r"args\.([a-z_]+)", text))

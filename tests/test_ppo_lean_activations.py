@@ -25,7 +25,7 @@ def _train_pass(model, monkeypatch, autocast: bool = False):
     import collections
 
     import torch
-    from rlhf_plug_plugins.ppo import lean_activations
+    from rlhf_plug_plugins.ppo.speed import lean_activations
 
     torch.manual_seed(1)
     ids = torch.randint(3, 200, (3, 14))
@@ -52,7 +52,7 @@ def test_lean_activations_keep_two_mlp_intermediates_and_no_norm_output_with_the
     actor_critic, checkpointing, monkeypatch
 ):
     import torch
-    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
+    from rlhf_plug_plugins.ppo.speed.activation_checkpointing import Checkpointing
 
     lm = actor_critic.causal_lm
     actor_critic.checkpointing = Checkpointing(lm, checkpointing)
@@ -92,7 +92,7 @@ def test_lean_activations_change_no_gradient_under_bf16_autocast(actor_critic, m
 
 def test_an_mlp_that_does_more_than_swiglu_keeps_its_own_forward():
     import torch
-    from rlhf_plug_plugins.ppo.lean_activations import is_swiglu_mlp, use_lean_activations
+    from rlhf_plug_plugins.ppo.speed.lean_activations import is_swiglu_mlp, use_lean_activations
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaMLP
 
@@ -111,7 +111,7 @@ def test_an_mlp_that_does_more_than_swiglu_keeps_its_own_forward():
 
 def test_an_output_changed_in_place_is_kept_as_it_is_not_recomputed():
     import torch
-    from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations, use_lean_activations
+    from rlhf_plug_plugins.ppo.speed.lean_activations import recompute_cheap_activations, use_lean_activations
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
     torch.manual_seed(0)
@@ -134,7 +134,7 @@ def test_an_output_changed_in_place_is_kept_as_it_is_not_recomputed():
 
 def test_lean_activations_leave_passes_without_gradients_alone(actor_critic, monkeypatch):
     import torch
-    from rlhf_plug_plugins.ppo import lean_activations
+    from rlhf_plug_plugins.ppo.speed import lean_activations
 
     actor_critic.keep_lean_activations()
     registered = []
@@ -151,7 +151,7 @@ def test_lean_activations_leave_passes_without_gradients_alone(actor_critic, mon
 
 def test_auto_checkpointing_budgets_for_what_lean_forwards_keep(actor_critic):
     import torch
-    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
+    from rlhf_plug_plugins.ppo.speed.activation_checkpointing import Checkpointing
 
     actor_critic.checkpointing = Checkpointing(actor_critic.causal_lm, "auto", budget_gib=1e-4)  # ~105 KiB
     tokens = 20  # the tiny model keeps ~140 KiB for them eagerly, ~90 KiB with lean activations

@@ -120,7 +120,7 @@ def test_every_family_trains_on_policy(tmp_path, family_model, family, setting):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_resumes_on_policy(tmp_path, family_model, family, monkeypatch):
     """Interrupted after step 1 (checkpointed), resumed: step 2 runs from the checkpoint and stays on-policy."""
-    from rlhf_plug_plugins.ppo.trainer import PPOLoop
+    from rlhf_plug_plugins.ppo.loop import PPOLoop
 
     body = ppo_recipe(family_model(family), tmp_path / "runs", args=", save_every: 1")
     real_step = PPOLoop.step
@@ -173,7 +173,7 @@ def test_sampling_inherits_nothing_and_leaves_the_models_config(family_model):
 
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.ppo.rollout import sample
+    from rlhf_plug_plugins.sampling.rollout import sample
     from transformers import AutoTokenizer
 
     path = family_model("qwen2", generation=MODEL_GENERATION)
@@ -191,7 +191,7 @@ def test_sampling_inherits_nothing_and_leaves_the_models_config(family_model):
 def test_the_merge_plan_merges_in_fp32_only(tiny_policy):
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.ppo.merged_generation import merge_plan
+    from rlhf_plug_plugins.ppo.speed.merged_generation import merge_plan
 
     model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "trunk", 1.0, torch.device("cpu"))
     assert merge_plan(model, True, None) == (True, None)
@@ -226,7 +226,7 @@ def test_merged_sampling_is_not_used_where_it_rounds_away_the_adapter(tiny_polic
     """bf16 W + ΔW erases a small ΔW: under autocast the sampler must compute what the unmerged policy computes."""
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
+    from rlhf_plug_plugins.ppo.speed.merged_generation import sampling_weights
 
     model = build_actor_critic(str(tiny_policy), "none", {"r": 4, "lora_alpha": 8}, "trunk", 1.0, torch.device("cpu"))
     with torch.no_grad():
@@ -300,7 +300,7 @@ def test_an_answer_may_end_at_its_first_token(tiny_model):
     from types import SimpleNamespace
 
     import torch
-    from rlhf_plug_plugins.ppo.rollout import sample
+    from rlhf_plug_plugins.sampling.rollout import sample
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -321,7 +321,7 @@ def test_an_answer_may_end_at_its_first_token(tiny_model):
 
 def test_the_sampler_keeps_the_logprob_it_drew_each_token_with():
     import torch
-    from rlhf_plug_plugins.ppo.inverse_cdf import InverseCdfSampler
+    from rlhf_plug_plugins.sampling.inverse_cdf import InverseCdfSampler
 
     logits = torch.tensor([[1.0, 3.0, 0.0, 2.0, -1.0]]).expand(64, -1).contiguous()
     sampler = InverseCdfSampler(temperature=0.5, top_k=3, top_p=1.0)

@@ -27,7 +27,7 @@ def actor_critic(tiny_policy):
 def _batch(tokenizer, prefix_words: int = 12):
     """Left-padded prompts that open with the same system message, then right-padded responses."""
     import torch
-    from rlhf_plug_plugins.ppo.rollout import left_pad, prompt_token_ids, right_pad
+    from rlhf_plug_plugins.sampling.rollout import left_pad, prompt_token_ids, right_pad
 
     system = {"role": "system", "content": " ".join(["You are a careful helpful assistant."] * (prefix_words // 6 + 1))}
     prompts = [[system, {"role": "user", "content": text}] for text in ("Compute 5 times 16.", "Hi", "What is in my car right now, please?")]
@@ -40,8 +40,8 @@ def _batch(tokenizer, prefix_words: int = 12):
 def test_a_shared_prefix_run_once_gives_the_same_logprobs_values_and_gradients(actor_critic, tiny_policy, checkpointing, monkeypatch):
     import torch
     from rlhf_plug_plugins.ppo import actor_critic as module
-    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, is_checkpointing
-    from rlhf_plug_plugins.ppo.prefix import shared_prefix
+    from rlhf_plug_plugins.ppo.speed.activation_checkpointing import Checkpointing, is_checkpointing
+    from rlhf_plug_plugins.ppo.speed.prefix import shared_prefix
     from transformers import AutoTokenizer
 
     actor_critic.checkpointing = Checkpointing(actor_critic.causal_lm, checkpointing)
@@ -78,8 +78,9 @@ def test_sampling_merged_packed_or_with_a_shared_prefix_draws_the_same_tokens_an
     from types import SimpleNamespace
 
     import torch
-    from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
-    from rlhf_plug_plugins.ppo.rollout import sample
+    from rlhf_plug_plugins.ppo.speed.merged_generation import sampling_weights
+    from rlhf_plug_plugins.ppo.speed.prefix import generation_inputs
+    from rlhf_plug_plugins.sampling.rollout import sample
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy)
@@ -90,7 +91,8 @@ def test_sampling_merged_packed_or_with_a_shared_prefix_draws_the_same_tokens_an
     for merge, share, pack in itertools.product((False, True), (False, True), (None, len(prompts))):
         torch.manual_seed(1)
         with sampling_weights(actor_critic, True, merge, pack):
-            drawn.append(sample(actor_critic.peft, tokenizer, prompts, generation, 256, torch.device("cpu"), share).response_ids)
+            prefill = generation_inputs if share else None
+            drawn.append(sample(actor_critic.peft, tokenizer, prompts, generation, 256, torch.device("cpu"), prefill).response_ids)
     assert len(drawn) == 8 and all(torch.equal(drawn[0], d) for d in drawn[1:])
     assert all(torch.equal(before[n], p) for n, p in actor_critic.peft.named_parameters())
     assert actor_critic.peft.active_adapter == "default" and not actor_critic.policy_is_identity()
@@ -99,8 +101,8 @@ def test_sampling_merged_packed_or_with_a_shared_prefix_draws_the_same_tokens_an
 @pytest.mark.parametrize("policy", [True, False], ids=["merged-policy", "reference"])
 def test_packed_sampling_computes_with_the_merged_or_own_weights_and_restores_the_layers(actor_critic, tiny_policy, policy, monkeypatch):
     import torch
-    from rlhf_plug_plugins.ppo import packed_linear
-    from rlhf_plug_plugins.ppo.merged_generation import sampling_weights
+    from rlhf_plug_plugins.ppo.speed import packed_linear
+    from rlhf_plug_plugins.ppo.speed.merged_generation import sampling_weights
     from transformers import AutoTokenizer
 
     if not packed_linear.can_pack(torch.device("cpu"), torch.float32):
@@ -128,7 +130,7 @@ def test_packed_sampling_computes_with_the_merged_or_own_weights_and_restores_th
 
 
 def test_auto_checkpointing_keeps_short_batches_and_checkpoints_long_ones(actor_critic):
-    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing, checkpoint_every, is_checkpointing
+    from rlhf_plug_plugins.ppo.speed.activation_checkpointing import Checkpointing, checkpoint_every, is_checkpointing
 
     assert checkpoint_every(0.6, 1.0, 30) is None
     assert checkpoint_every(1.5, 1.0, 30) == 3  # every third layer: 1.5 · 2/3 = 1.0 fits
@@ -149,7 +151,7 @@ def test_grouped_attention_on_cpu_gives_the_same_logprobs_and_gradients_and_keep
     import os
 
     import torch
-    from rlhf_plug_plugins.ppo.cpu_attention import SWITCH, grouped_attention_on_cpu
+    from rlhf_plug_plugins.ppo.speed.cpu_attention import SWITCH, grouped_attention_on_cpu
     from transformers import AutoTokenizer
 
     _, ids, mask, prompt_length = _batch(AutoTokenizer.from_pretrained(tiny_policy))
@@ -194,7 +196,7 @@ def test_released_heap_pages_leave_the_resident_set():
     resident until released; release_freed_memory hands them back."""
     import ctypes
 
-    from rlhf_plug_plugins.ppo.heap import release_freed_memory
+    from rlhf_plug_plugins.ppo.speed.heap import release_freed_memory
 
     libc = ctypes.CDLL(None)
     libc.malloc.restype = ctypes.c_void_p
@@ -248,7 +250,7 @@ def test_releasing_heap_pages_mid_forward_changes_no_number(actor_critic, tiny_p
 def test_a_checkpointed_value_adapter_recomputes_under_the_value_adapter(tiny_policy, share_prefix):
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.ppo.checkpointing import Checkpointing
+    from rlhf_plug_plugins.ppo.speed.activation_checkpointing import Checkpointing
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)

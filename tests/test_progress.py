@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from rlhf_plug.training import PlainProgress
+from rlhf_plug.progress import PlainProgress
 
 
 def test_plain_lines_every_few_steps_with_that_steps_metrics():
@@ -47,7 +47,7 @@ def test_terminal_eta_with_minute_long_steps():
     """rich's default 30 s speed window holds one sample when steps take a minute: the ETA must still show."""
     from types import SimpleNamespace
 
-    from rlhf_plug.training import make_progress
+    from rlhf_plug.progress import make_progress
 
     now = [0.0]
     console = Console(file=io.StringIO(), force_terminal=True, width=120, get_time=lambda: now[0])

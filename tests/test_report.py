@@ -197,7 +197,7 @@ def test_run_json_gives_command_versions_plugins_and_status(tmp_path):
         "error": "RuntimeError: out of memory", "started": "2026-01-01T10:00:00+00:00", "finished": "2026-01-01T11:00:00+00:00",
         "stages": [{"name": n, "kind": k} for n, k in (("sft", "sft"), ("rm", "reward"), ("ppo", "ppo"), ("dpo", "dpo"))],
         "completed": ["sft", "rm", "ppo"], "python": "3.12.0", "platform": "Linux", "processes": 2, "accelerator": "cpu",
-        "versions": {"torch": "2.13.0", "trl": "1.16.0"}, "plugins": {"rlhf_plug_plugins.stage_sft": "built-in"},
+        "versions": {"torch": "2.13.0", "trl": "1.16.0"}, "plugins": {"rlhf_plug_plugins.stages.sft": "built-in"},
     }
     (run / "run.json").write_text(json.dumps(info), encoding="utf-8")
     text = report(run)
@@ -205,7 +205,7 @@ def test_run_json_gives_command_versions_plugins_and_status(tmp_path):
     assert "- not completed: dpo" in text
     assert "- command: `rlhf-plug run fake.yaml --set ppo.args.steps=6`" in text
     assert table_row(text, "torch") == ["torch", "2.13.0"]
-    assert table_row(text, "rlhf_plug_plugins.stage_sft") == ["rlhf_plug_plugins.stage_sft", "built-in"]
+    assert table_row(text, "rlhf_plug_plugins.stages.sft") == ["rlhf_plug_plugins.stages.sft", "built-in"]
     assert "2 process(es)" in text
 
 
@@ -273,7 +273,7 @@ def test_report_command_does_not_import_matplotlib_for_a_bad_dir(tmp_path):
 @pytest.mark.parametrize(("clipfrac", "noted"), [(0.0, True), (0.02, False)])
 def test_clip_fraction_panel_explains_a_flat_zero_line(tmp_path, clipfrac, noted):
     from rlhf_plug.report.load import StageOutput
-    from rlhf_plug_plugins.report_curves import CURVES, panels
+    from rlhf_plug_plugins.report.curves import CURVES, panels
 
     metrics = [{"step": s, "split": "train", "clipfrac": clipfrac * (s % 2)} for s in range(1, 5)]
     stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)
@@ -284,7 +284,7 @@ def test_clip_fraction_panel_explains_a_flat_zero_line(tmp_path, clipfrac, noted
 @pytest.mark.parametrize(("target", "line"), [(2.0, (2.0, "KL controller's target")), (None, None)])
 def test_kl_panel_draws_the_controllers_target(tmp_path, target, line):
     from rlhf_plug.report.load import StageOutput
-    from rlhf_plug_plugins.report_curves import CURVES, panels
+    from rlhf_plug_plugins.report.curves import CURVES, panels
 
     extra = {"kl_target": target} if target is not None else {}
     metrics = [{"step": s, "split": "train", "kl": 0.5 * s, **extra} for s in range(1, 5)]
@@ -321,7 +321,7 @@ def test_verdict_of_a_reward_model_against_its_noise():
 
 def test_ppo_curves_plot_the_sampler_trainer_gap(tmp_path):
     from rlhf_plug.report.load import StageOutput
-    from rlhf_plug_plugins.report_curves import CURVES, panels
+    from rlhf_plug_plugins.report.curves import CURVES, panels
 
     metrics = [{"step": s, "split": "train", "logprob_gap_mean": 1e-6 * s, "logprob_gap_max": 4e-6 * s} for s in range(1, 5)]
     stage = StageOutput("ppo", "ppo", tmp_path, {}, metrics, None)

@@ -114,7 +114,7 @@ def test_reward_stage_learns_separable_rankings(tmp_path, tiny_model, registries
 def test_dedup_forward_matches_plain_forward(tiny_model):
     """Scoring each distinct row once gives the same logits and gradients as scoring every row."""
     import torch
-    from rlhf_plug_plugins.rm_training import DedupForward
+    from rlhf_plug_plugins.stages.reward_training import DedupForward
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(0)
@@ -138,7 +138,7 @@ def test_dedup_forward_matches_plain_forward(tiny_model):
 def test_reward_scoring_matches_trl_tokenisation(tiny_model):
     """The learned-RM scorer must format text exactly as trl.RewardTrainer does."""
     from datasets import Dataset
-    from rlhf_plug_plugins.rm_scoring import reward_input_ids
+    from rlhf_plug_plugins.rewards.rm_scoring import reward_input_ids
     from trl import RewardConfig, RewardTrainer
 
     from rlhf_plug.models import load_tokenizer

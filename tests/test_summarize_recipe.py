@@ -8,7 +8,7 @@ import re
 
 import pytest
 from conftest import REPO, cli
-from rlhf_plug_plugins.data_sources import BuiltinSource, HubSource
+from rlhf_plug_plugins.data.sources import BuiltinSource, HubSource
 
 from rlhf_plug.data import as_rows, prepare_rows
 from rlhf_plug.errors import DataError
@@ -205,7 +205,7 @@ def test_judge_prefers_a_faithful_short_summary(judge, worse):
 
 
 def test_judge_parts_explain_the_scores():
-    from rlhf_plug_plugins.summary_judge import score_summary
+    from rlhf_plug_plugins.rewards.summary_judge import score_summary
 
     copied = score_summary(POST, POST.split("POST: ")[1].removesuffix("\n\nTL;DR:"))
     assert copied["coverage"] == 1.0 and copied["copying"] == -1.0
@@ -252,7 +252,7 @@ def test_builtin_sample_is_well_formed(name):
 
 
 def test_builtin_sample_is_small_and_its_files_share_no_post():
-    from rlhf_plug_plugins.data_sources import BUILTIN_DIR
+    from rlhf_plug_plugins.data.sources import BUILTIN_DIR
 
     sizes = [(BUILTIN_DIR / f"{name}.jsonl").stat().st_size for name in SAMPLE]
     assert sum(sizes) < 200_000
@@ -278,7 +278,7 @@ def test_the_build_script_reproduces_the_sample(tmp_path, monkeypatch, capsys):
     spec.loader.exec_module(script)
     monkeypatch.setattr(script, "OUT_DIR", tmp_path)
     assert script.main() == 0
-    from rlhf_plug_plugins.data_sources import BUILTIN_DIR
+    from rlhf_plug_plugins.data.sources import BUILTIN_DIR
 
     for name in SAMPLE:
         assert (tmp_path / f"{name}.jsonl").read_bytes() == (BUILTIN_DIR / f"{name}.jsonl").read_bytes(), name

@@ -49,7 +49,7 @@ class Payload:
 
 
 def test_a_planted_checkpoint_file_runs_no_code(tmp_path):
-    from rlhf_plug_plugins.ppo.checkpoint import load_plain
+    from rlhf_plug_plugins.ppo.saved_state import load_plain
 
     marker = tmp_path / "pwned"
     planted = tmp_path / "rng-0.pt"
@@ -64,7 +64,7 @@ def test_rng_state_round_trips_through_a_plain_file(tmp_path):
 
     import numpy as np
     import torch
-    from rlhf_plug_plugins.ppo.checkpoint import load_plain, rng_state, set_rng_state
+    from rlhf_plug_plugins.ppo.saved_state import load_plain, rng_state, set_rng_state
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     torch.save(rng_state(), tmp_path / "rng-0.pt")

@@ -6,12 +6,20 @@ value head, reward adapter) and reuses TRL utilities where they fit
 (``selective_log_softmax_and_entropy``, ``disable_dropout_in_model``,
 ``unwrap_model_for_generation``).
 
-Modules, in the order a PPO step uses them:
+A closed engine: only the ``ppo`` stage (:mod:`rlhf_plug_plugins.stages.ppo`) imports it. Modules, in
+the order a run uses them:
 
-- :mod:`.rollout`     sample responses (left-padded prompts, EOS truncation)
+- :mod:`.config`       the ``ppo`` stage's recipe section
+- :mod:`.build`        the shared base model with its adapters, the optimizer, accelerate
+- :mod:`.driver`       the stage's run: resume, the loop, held-out evaluation, the final save
+- :mod:`.loop`         one PPO step: rollout (:mod:`rlhf_plug_plugins.sampling`) → score → advantages → update
 - :mod:`.actor_critic` the shared base: response logprobs, values, reward scores
-- :mod:`.rewards`     weighted reward components and their output checks
-- :mod:`.advantages`  KL estimators, per-token rewards, GAE, whitening, running stats
-- :mod:`.trainer`     the loop: rollout → score → advantages → update
-- :mod:`.checkpoint`  atomic checkpoints and resume
+- :mod:`.scoring`      response log-probs as sampled (family logit transforms, top-k/top-p)
+- :mod:`.mismatch`     the sampler-vs-trainer log-prob gap and truncated importance sampling
+- :mod:`.advantages`   KL estimators, per-token rewards, GAE, whitening, running stats
+- :mod:`.schedule`     which prompts each step samples
+- :mod:`.dropout`      dropout off in every role
+- :mod:`.evaluation`   the held-out evaluation (:mod:`rlhf_plug_plugins.evaluation.held_out`) with PPO's sampler
+- :mod:`.saved_state`  atomic checkpoints and resume
+- :mod:`.speed`        speed and memory features
 """

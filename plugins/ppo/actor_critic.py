@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from rlhf_plug_plugins.ppo.checkpointing import (
+from rlhf_plug_plugins.ppo.speed.activation_checkpointing import (
     Checkpointing, checkpointed_layers, disable_checkpointing, enable_checkpointing, is_checkpointing, recomputed_within,
 )
 from rlhf_plug_plugins.ppo.dropout import disable_dropout
-from rlhf_plug_plugins.ppo.heap import release_freed_memory
-from rlhf_plug_plugins.ppo.lean_activations import recompute_cheap_activations, use_lean_activations
-from rlhf_plug_plugins.ppo.prefix import hidden_with_shared_prefix, shared_prefix
+from rlhf_plug_plugins.ppo.speed.heap import release_freed_memory
+from rlhf_plug_plugins.ppo.speed.lean_activations import recompute_cheap_activations, use_lean_activations
+from rlhf_plug_plugins.ppo.speed.prefix import hidden_with_shared_prefix, shared_prefix
 from rlhf_plug_plugins.ppo.scoring import ResponseScorer
 
 POLICY = "default"  # peft's default adapter name: save_pretrained then writes the adapter at the top level
@@ -56,8 +56,8 @@ class ActorCritic(nn.Module):
         self.reward_heads = nn.ModuleDict()
         self.trainable_adapters = {POLICY} | ({VALUE} if value_mode == "adapter" else set())
         self.checkpointing = None  # a Checkpointing, set by build_actor_critic
-        self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.prefix)
-        self.release_memory = False  # hand freed heap pages back to the OS mid-forward (rlhf_plug_plugins.ppo.heap)
+        self.share_prefix = False  # run a prompt prefix all rows share once (rlhf_plug_plugins.ppo.speed.prefix)
+        self.release_memory = False  # hand freed heap pages back to the OS mid-forward (rlhf_plug_plugins.ppo.speed.heap)
         self.lean_activations = False  # see keep_lean_activations
         self.notice = lambda text: None  # says once that a speed feature steps aside (set by the stage)
         self._index_lora_params()
@@ -104,7 +104,7 @@ class ActorCritic(nn.Module):
 
     def keep_lean_activations(self) -> dict[str, int]:
         """Training forwards keep no norm output and two SwiGLU intermediates, not four: the backward pass
-        recomputes the rest (:mod:`rlhf_plug_plugins.ppo.lean_activations`); checkpointing budgets for that.
+        recomputes the rest (:mod:`rlhf_plug_plugins.ppo.speed.lean_activations`); checkpointing budgets for that.
         Returns how many MLPs and norms were made lean."""
         patched = use_lean_activations(self.causal_lm)
         self.lean_activations = True
@@ -260,7 +260,7 @@ def build_actor_critic(
     the backward pass (recomputing the rest): activation memory falls from
     about 1.3 MB to 0.1 MB per token for SmolLM2-135M, for about one extra
     forward pass per update. ``"auto"`` decides per batch from ``activation_budget_gib``
-    (:mod:`rlhf_plug_plugins.ppo.checkpointing`).
+    (:mod:`rlhf_plug_plugins.ppo.speed.activation_checkpointing`).
     """
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from rlhf_plug_plugins.losses import masked_mean
+from rlhf_plug_plugins.objectives.losses import masked_mean
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 

@@ -8,37 +8,10 @@ from pydantic import Field
 
 from rlhf_plug.recipe import ComponentRef, DataRef, Strict
 from rlhf_plug.stage import StageConfig
+from rlhf_plug_plugins.rewards.components import JudgeRef, RewardRef
+from rlhf_plug_plugins.sampling.config import GenerationArgs
 
 PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class JudgeRef(ComponentRef):
-    """A reward function used for evaluation, under a name of its own."""
-
-    name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
-        description="what metrics and reports call it (default: `use`); lets one component serve twice, "
-        "e.g. three simulated_annotator judges named helpful, honest and harmless",
-    )
-
-    @property
-    def label(self) -> str:
-        return self.name or self.use
-
-
-class RewardRef(JudgeRef):
-    """A reward function and its weight in the summed reward."""
-
-    weight: float = 1.0
-
-
-class GenerationArgs(Strict):
-    """Sampling for rollouts. top_k 0 and top_p 1 keep the sampling distribution = softmax(logits/T)."""
-
-    max_new_tokens: PositiveInt = 48
-    temperature: Annotated[float, Field(gt=0)] = 0.7
-    top_k: Annotated[int, Field(ge=0)] = 0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class PtxConfig(Strict):

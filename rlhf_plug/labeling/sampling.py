@@ -23,7 +23,7 @@ class Samples:
 
 def _stage_model(name: str) -> Path | None:
     """``runs/<recipe>/<stage>`` given instead of ``.../<stage>/model``: its merged model."""
-    from rlhf_plug.stage import MODEL_DIR
+    from rlhf_plug.run_folder import MODEL_DIR
 
     path = Path(name).expanduser() / MODEL_DIR
     return path if (path / "config.json").is_file() else None

@@ -16,7 +16,7 @@ import yaml
 from rlhf_plug.data import parse_jsonl
 from rlhf_plug.errors import UserError
 from rlhf_plug.report.markdown import is_number
-from rlhf_plug.stage import METRICS_FILE, RESULTS_FILE
+from rlhf_plug.run_folder import METRICS_FILE, RESULTS_FILE
 
 RUN_INFO_FILE = "run.json"
 RECIPE_FILE = "recipe.yaml"

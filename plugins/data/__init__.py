@@ -1,0 +1,1 @@
+"""Data sources (``file``, ``hub``, ``builtin``) and the built-in sets in ``builtin_data/``."""
