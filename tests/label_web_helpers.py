@@ -7,7 +7,7 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from conftest import write_jsonl
+from helpers import write_jsonl
 from rich.console import Console
 
 XSS = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"><b>bold?</b>"

@@ -9,7 +9,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import assert_one_line_error, cli, read_jsonl, write_jsonl, write_recipe
+from helpers import assert_one_line_error, cli, read_jsonl, write_jsonl, write_recipe
 
 from rlhf_plug.errors import DataError, PluginError, RewardError
 

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CLI_TIMEOUT as TIMEOUT
-from conftest import assert_one_line_error, cli, cli_env, command, heavy_imports, write_jsonl, write_recipe
+from helpers import CLI_TIMEOUT as TIMEOUT
+from helpers import assert_one_line_error, cli, cli_env, command, heavy_imports, write_jsonl, write_recipe
 
 from rlhf_plug.registry import FAMILIES
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl
+from helpers import write_jsonl
 from rlhf_plug_plugins.data.sources import (
     BUILTIN_DIR,
     BuiltinSource,

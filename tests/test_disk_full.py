@@ -8,7 +8,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import assert_one_line_error, cli, write_recipe
+from helpers import assert_one_line_error, cli, write_recipe
 
 BALLAST = '''
 import os

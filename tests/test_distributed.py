@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import write_recipe, temporary_files
+from helpers import write_recipe, temporary_files
 
 RECIPE = """
 name: ddp

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_recipe
+from helpers import REPO, write_recipe
 
 from rlhf_plug.data import as_rows
 

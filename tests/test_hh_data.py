@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli, write_jsonl, write_recipe
+from helpers import REPO, cli, write_jsonl, write_recipe
 from rich.console import Console
 
 from rlhf_plug.data import convert_rows, load_split, pair_with_prompt, prepare_rows, split_pair

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli, read_jsonl, write_jsonl
+from helpers import assert_one_line_error, cli, read_jsonl, write_jsonl
 
 from rlhf_plug.cli import main
 from rlhf_plug.errors import DataError, RewardError

@@ -6,7 +6,7 @@ Every figure below is counted by hand from :func:`hand_made_rows`.
 from __future__ import annotations
 
 import pytest
-from conftest import write_jsonl
+from helpers import write_jsonl
 
 from rlhf_plug.cli import main
 from rlhf_plug.labeling import agreement

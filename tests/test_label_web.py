@@ -10,7 +10,7 @@ import sys
 import threading
 
 import pytest
-from conftest import read_jsonl, write_jsonl
+from helpers import read_jsonl, write_jsonl
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
 
@@ -406,7 +406,7 @@ def test_the_page_answers_only_to_its_own_host_names(tmp_path, extra):
     import re
     import subprocess
 
-    from conftest import cli_env, command
+    from helpers import cli_env, command
 
     candidates = write_jsonl(tmp_path / "c.jsonl", candidate_rows(1))
     proc = subprocess.Popen(command("label", "--web", "--candidates", str(candidates), "--out", str(tmp_path / "r.jsonl"),

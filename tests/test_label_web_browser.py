@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import read_jsonl
+from helpers import read_jsonl
 
 pytest.importorskip("starlette", reason="the web extra is not installed")
 pytest.importorskip("selenium", reason="selenium is not installed")

@@ -7,7 +7,7 @@ import json
 import sys
 
 import pytest
-from conftest import write_recipe
+from helpers import write_recipe
 from rich.console import Console
 
 from rlhf_plug import hookimpl

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_example_plugin import installed  # noqa: F401  (the pip-installed example package)
-from conftest import BUILTIN, assert_one_line_error, cli, read_jsonl, write_recipe, temporary_files
+from helpers import BUILTIN, assert_one_line_error, cli, read_jsonl, write_recipe, temporary_files
 from rich.console import Console
 
 from rlhf_plug.errors import RecipeError, UserError

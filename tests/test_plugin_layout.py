@@ -7,7 +7,7 @@ import ast
 import importlib
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 PLUGINS = REPO / "plugins"
 FAMILIES = {"stages", "data", "rewards", "objectives", "evaluation", "report", "sampling", "ppo"}

@@ -7,7 +7,7 @@ import io
 from types import SimpleNamespace
 
 import pytest
-from conftest import write_recipe
+from helpers import write_recipe
 from rich.console import Console
 from test_ppo_onpolicy import ppo_recipe, run_ppo
 
@@ -90,7 +90,7 @@ def test_validate_says_that_k3_in_the_reward_is_biased_and_k1_in_the_loss_is_noi
 def test_every_key_docs_ppo_md_names_exists():
     import re
 
-    from conftest import REPO
+    from helpers import REPO
     from rlhf_plug_plugins.ppo.config import PPOArgs
     from rlhf_plug_plugins.sampling.config import GenerationArgs
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import FAMILIES, build_tiny_model, write_recipe
+from helpers import FAMILIES, build_tiny_model, write_recipe
 from rich.console import Console
 
 from rlhf_plug.errors import UserError

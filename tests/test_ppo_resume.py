@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_recipe, temporary_files
+from helpers import write_recipe, temporary_files
 from rich.console import Console
 from test_ppo_stage import ppo_stage, recipe, toy  # noqa: F401  (toy is a fixture)
 

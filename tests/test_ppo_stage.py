@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl, write_recipe, temporary_files
+from helpers import write_jsonl, write_recipe, temporary_files
 from rich.console import Console
 
 from rlhf_plug.errors import UserError

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import cli_env, command, read_jsonl, write_recipe
+from helpers import cli_env, command, read_jsonl, write_recipe
 from rich.console import Console
 from test_ppo_stage import ppo_stage, recipe, toy  # noqa: F401  (toy is a fixture)
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO, write_jsonl, write_recipe
+from helpers import REPO, write_jsonl, write_recipe
 from rich.console import Console
 
 from rlhf_plug.bundled import find_recipe

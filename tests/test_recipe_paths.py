@@ -3,7 +3,7 @@ directory; `rlhf-plug recipes` gives usable full paths and copies."""
 
 from __future__ import annotations
 
-from conftest import assert_one_line_error, cli, write_jsonl
+from helpers import assert_one_line_error, cli, write_jsonl
 
 from rlhf_plug.bundled import recipes_dir
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import heavy_imports, write_jsonl, temporary_files
+from helpers import heavy_imports, write_jsonl, temporary_files
 
 from rlhf_plug.cli import main
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import assert_one_line_error, cli, write_recipe
+from helpers import assert_one_line_error, cli, write_recipe
 from test_stage_resume import StopAt, run
 
 RECIPE = """

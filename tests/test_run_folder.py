@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import write_recipe
+from helpers import write_recipe
 from rich.console import Console
 
 from rlhf_plug.errors import RecipeError

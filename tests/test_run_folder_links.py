@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import cli, write_recipe
+from helpers import cli, write_recipe
 
 RECIPE = """name: linked
 model: {model}

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import CLI_TIMEOUT, assert_one_line_error, cli, cli_env, command, write_recipe
+from helpers import CLI_TIMEOUT, assert_one_line_error, cli, cli_env, command, write_recipe
 
 RECIPE = """name: locked
 model: {model}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_one_line_error, cli, write_jsonl, write_recipe
+from helpers import assert_one_line_error, cli, write_jsonl, write_recipe
 
 RECIPE = """name: audit
 model: {model}

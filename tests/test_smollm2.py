@@ -10,7 +10,7 @@ import io
 import json
 
 import pytest
-from conftest import write_recipe
+from helpers import write_recipe
 from rich.console import Console
 
 from rlhf_plug.recipe import load_recipe

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from conftest import read_jsonl, write_recipe
+from helpers import read_jsonl, write_recipe
 from rich.console import Console
 
 from rlhf_plug import hookimpl

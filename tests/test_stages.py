@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_jsonl, write_recipe
+from helpers import write_jsonl, write_recipe
 from rich.console import Console
 
 from rlhf_plug.recipe import load_recipe

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import REPO, cli
+from helpers import REPO, cli
 from rlhf_plug_plugins.data.sources import BuiltinSource, HubSource
 
 from rlhf_plug.data import as_rows, prepare_rows

@@ -6,7 +6,7 @@ import importlib.util
 import io
 
 import pytest
-from conftest import assert_one_line_error, write_recipe
+from helpers import assert_one_line_error, write_recipe
 from rich.console import Console
 
 from rlhf_plug.errors import RecipeError

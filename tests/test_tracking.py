@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli, read_jsonl, write_recipe
+from helpers import assert_one_line_error, cli, read_jsonl, write_recipe
 from rich.console import Console
 
 from rlhf_plug.errors import UserError

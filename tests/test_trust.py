@@ -8,7 +8,7 @@ import pickle
 import re
 
 import pytest
-from conftest import assert_one_line_error, cli, write_recipe
+from helpers import assert_one_line_error, cli, write_recipe
 
 from rlhf_plug.errors import RecipeError, UserError
 from rlhf_plug.recipe import load_recipe, read_yaml
