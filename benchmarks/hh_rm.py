@@ -17,7 +17,7 @@ number of optimiser steps, seed 0, 2 threads.
 Each side runs in a fresh process, the sides alternate, and each reports train time
 (``trainer.train()``), the process's wall time and peak RSS. Held-out accuracy is the
 fraction of the held-out pairs whose chosen answer the model scores higher, every pair
-scored by the same function (``rlhf_plug_plugins.rewards.rm_scoring.score``, prompt cut from the left
+scored by the same function (``rlhf_plug.rm_scoring.score``, prompt cut from the left
 at ``max_length``), so both models are judged on the same inputs, long pairs included.
 """
 
@@ -57,7 +57,7 @@ def peak_rss_gib() -> float:
 def held_out_accuracy(model, tokenizer, pairs: list[dict], max_length: int) -> dict:
     from rlhf_plug.data import pair_with_prompt
     from rlhf_plug.encoding import encode_prompt_answer
-    from rlhf_plug_plugins.rewards.rm_scoring import score
+    from rlhf_plug.rm_scoring import score
 
     rows = [pair_with_prompt(p) for p in pairs]
     prompts = [r["prompt"] for r in rows]

@@ -119,7 +119,7 @@ def test_tokenize_pairs_keeps_answers_counts_truncated_and_dropped(tiny_model):
 def test_training_and_scoring_format_a_long_transcript_the_same_way(tiny_model):
     """What the reward stage trains on is what learned_rm and rm_accuracy score."""
     from rlhf_plug_plugins.stages.reward_data import tokenize_pairs
-    from rlhf_plug_plugins.rewards.rm_scoring import reward_input_ids
+    from rlhf_plug.rm_scoring import reward_input_ids
 
     tokenizer = load_tokenizer(str(tiny_model))
     row = hh_row(40)

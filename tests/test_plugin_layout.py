@@ -10,7 +10,7 @@ import pytest
 from helpers import REPO
 
 PLUGINS = REPO / "plugins"
-FAMILIES = {"stages", "data", "rewards", "objectives", "evaluation", "report", "sampling", "ppo"}
+FAMILIES = {"stages", "data", "rewards", "objectives", "evaluation", "report", "ppo"}
 
 
 def module_name(path) -> str:

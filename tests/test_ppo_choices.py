@@ -92,7 +92,7 @@ def test_every_key_docs_ppo_md_names_exists():
 
     from helpers import REPO
     from rlhf_plug_plugins.ppo.config import PPOArgs
-    from rlhf_plug_plugins.sampling.config import GenerationArgs
+    from rlhf_plug.policy.generation import GenerationArgs
 
     text = (REPO / "docs" / "ppo.md").read_text(encoding="utf-8")
     named = set(re.findall(r"args\.([a-z_]+)", text))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 from rlhf_plug_plugins.ppo import advantages as adv
-from rlhf_plug_plugins.rewards.components import RewardComponent, call_reward
-from rlhf_plug_plugins.sampling.rollout import left_pad, truncate_after_eos
+from rlhf_plug.policy.rewards import RewardComponent, call_reward
+from rlhf_plug.policy.sampling import left_pad, truncate_after_eos
 from rlhf_plug_plugins.ppo.schedule import PromptSchedule
 
 from rlhf_plug.errors import RewardError, UserError

@@ -173,7 +173,7 @@ def test_sampling_inherits_nothing_and_leaves_the_models_config(family_model):
 
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.sampling.rollout import sample
+    from rlhf_plug.policy.sampling import sample
     from transformers import AutoTokenizer
 
     path = family_model("qwen2", generation=MODEL_GENERATION)
@@ -300,7 +300,7 @@ def test_an_answer_may_end_at_its_first_token(tiny_model):
     from types import SimpleNamespace
 
     import torch
-    from rlhf_plug_plugins.sampling.rollout import sample
+    from rlhf_plug.policy.sampling import sample
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -321,7 +321,7 @@ def test_an_answer_may_end_at_its_first_token(tiny_model):
 
 def test_the_sampler_keeps_the_logprob_it_drew_each_token_with():
     import torch
-    from rlhf_plug_plugins.sampling.inverse_cdf import InverseCdfSampler
+    from rlhf_plug.policy.inverse_cdf import InverseCdfSampler
 
     logits = torch.tensor([[1.0, 3.0, 0.0, 2.0, -1.0]]).expand(64, -1).contiguous()
     sampler = InverseCdfSampler(temperature=0.5, top_k=3, top_p=1.0)

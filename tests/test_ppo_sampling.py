@@ -18,7 +18,7 @@ def _assert_close_to(frequencies, probs, rows: int):
 
 def test_inverse_cdf_draws_follow_the_softmax_and_never_pick_an_impossible_token():
     import torch
-    from rlhf_plug_plugins.sampling.inverse_cdf import draw
+    from rlhf_plug.policy.inverse_cdf import draw
 
     logits = torch.tensor([2.0, 0.5, float("-inf"), -1.0, 1.0, 0.0])
     rows = 40_000
@@ -30,7 +30,7 @@ def test_inverse_cdf_draws_follow_the_softmax_and_never_pick_an_impossible_token
 
 def test_the_sampler_applies_temperature_and_top_k_before_drawing():
     import torch
-    from rlhf_plug_plugins.sampling.inverse_cdf import InverseCdfSampler
+    from rlhf_plug.policy.inverse_cdf import InverseCdfSampler
 
     logits = torch.tensor([[1.0, 3.0, 0.0, 2.0, -1.0]]).expand(20_000, -1).contiguous()
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ def test_rollouts_are_the_same_for_the_same_seed_and_differ_for_another(tiny_pol
 
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.sampling.rollout import sample
+    from rlhf_plug.policy.sampling import sample
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy)

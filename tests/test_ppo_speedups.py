@@ -27,7 +27,7 @@ def actor_critic(tiny_policy):
 def _batch(tokenizer, prefix_words: int = 12):
     """Left-padded prompts that open with the same system message, then right-padded responses."""
     import torch
-    from rlhf_plug_plugins.sampling.rollout import left_pad, prompt_token_ids, right_pad
+    from rlhf_plug.policy.sampling import left_pad, prompt_token_ids, right_pad
 
     system = {"role": "system", "content": " ".join(["You are a careful helpful assistant."] * (prefix_words // 6 + 1))}
     prompts = [[system, {"role": "user", "content": text}] for text in ("Compute 5 times 16.", "Hi", "What is in my car right now, please?")]
@@ -80,7 +80,7 @@ def test_sampling_merged_packed_or_with_a_shared_prefix_draws_the_same_tokens_an
     import torch
     from rlhf_plug_plugins.ppo.speed.merged_generation import sampling_weights
     from rlhf_plug_plugins.ppo.speed.prefix import generation_inputs
-    from rlhf_plug_plugins.sampling.rollout import sample
+    from rlhf_plug.policy.sampling import sample
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_policy)

@@ -391,9 +391,9 @@ CHAIN = """
 def test_learned_rm_shares_the_base_and_scores_like_the_merged_model(tmp_path, tiny_model, toy):
     import torch
     from rlhf_plug_plugins.ppo.actor_critic import build_actor_critic
-    from rlhf_plug_plugins.rewards.components import RewardSetup
+    from rlhf_plug.policy.rewards import RewardSetup
     from rlhf_plug_plugins.rewards.learned_rm import LearnedRM
-    from rlhf_plug_plugins.rewards.rm_scoring import score
+    from rlhf_plug.rm_scoring import score
     from transformers import AutoModelForSequenceClassification
 
     from rlhf_plug.models import load_tokenizer

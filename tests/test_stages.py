@@ -138,7 +138,7 @@ def test_dedup_forward_matches_plain_forward(tiny_model):
 def test_reward_scoring_matches_trl_tokenisation(tiny_model):
     """The learned-RM scorer must format text exactly as trl.RewardTrainer does."""
     from datasets import Dataset
-    from rlhf_plug_plugins.rewards.rm_scoring import reward_input_ids
+    from rlhf_plug.rm_scoring import reward_input_ids
     from trl import RewardConfig, RewardTrainer
 
     from rlhf_plug.models import load_tokenizer

@@ -1,6 +1,4 @@
-"""Evaluators and the held-out evaluation every policy stage shares.
-
-``reward_model`` (evaluators of the reward stage: RM accuracy, judge agreement), ``policy`` (evaluators of
-policy stages: reward statistics, win rate, sample tables), ``held_out`` (sampling held-out prompts from
-the policy and the reference and asking the evaluators) and ``trl_policy`` (that evaluation in a TRL stage).
+"""Evaluators: ``reward_model`` (the reward stage's: RM accuracy, judge agreement) and ``policy`` (a policy
+stage's: reward statistics, win rate, sample tables). The held-out evaluation that runs them for every
+policy stage is in :mod:`rlhf_plug.policy.held_out`.
 """

@@ -1,6 +1,6 @@
 """Evaluators for every policy stage (ppo, dpo, grpo, rloo): reward and KL statistics, win-rate, sample tables.
 
-Each receives a :class:`rlhf_plug_plugins.evaluation.held_out.PolicyEvalContext` in
+Each receives a :class:`rlhf_plug.policy.held_out.PolicyEvalContext` in
 which policy and reference (SFT) samples on held-out prompts have already been
 scored by every reward component and judge. A stage without training rewards
 (dpo) has ``context.rewards == {}``: the weighted-reward figures are then left out.

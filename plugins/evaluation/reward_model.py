@@ -50,7 +50,7 @@ def rm_pair_scores(context, pairs, batch_size: int) -> tuple[list[float], list[f
     Rankings repeat each answer in K−1 pairs, so every distinct
     (prompt, answer) is scored once and cached on the context.
     """
-    from rlhf_plug_plugins.rewards.rm_scoring import score
+    from rlhf_plug.rm_scoring import score
 
     prompts = _prompts(pairs)
     texts = [(p, c) for p, c in zip(prompts, pairs["chosen"])] + [(p, r) for p, r in zip(prompts, pairs["rejected"])]

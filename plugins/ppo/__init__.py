@@ -12,14 +12,14 @@ the order a run uses them:
 - :mod:`.config`       the ``ppo`` stage's recipe section
 - :mod:`.build`        the shared base model with its adapters, the optimizer, accelerate
 - :mod:`.driver`       the stage's run: resume, the loop, held-out evaluation, the final save
-- :mod:`.loop`         one PPO step: rollout (:mod:`rlhf_plug_plugins.sampling`) → score → advantages → update
+- :mod:`.loop`         one PPO step: rollout (:mod:`rlhf_plug.policy.sampling`) → score → advantages → update
 - :mod:`.actor_critic` the shared base: response logprobs, values, reward scores
 - :mod:`.scoring`      response log-probs as sampled (family logit transforms, top-k/top-p)
 - :mod:`.mismatch`     the sampler-vs-trainer log-prob gap and truncated importance sampling
 - :mod:`.advantages`   KL estimators, per-token rewards, GAE, whitening, running stats
 - :mod:`.schedule`     which prompts each step samples
 - :mod:`.dropout`      dropout off in every role
-- :mod:`.evaluation`   the held-out evaluation (:mod:`rlhf_plug_plugins.evaluation.held_out`) with PPO's sampler
+- :mod:`.evaluation`   the held-out evaluation (:mod:`rlhf_plug.policy.held_out`) with PPO's sampler
 - :mod:`.saved_state`  atomic checkpoints and resume
 - :mod:`.speed`        speed and memory features
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlhf_plug_plugins.rewards.components import RewardComponent, RewardSetup, setup_rewards
+from rlhf_plug.policy.rewards import RewardComponent, RewardSetup, setup_rewards
 
 
 def build_loop(ctx, config, prompts, ptx_rows):

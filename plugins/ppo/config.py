@@ -8,8 +8,8 @@ from pydantic import Field
 
 from rlhf_plug.recipe import ComponentRef, DataRef, Strict
 from rlhf_plug.stage import StageConfig
-from rlhf_plug_plugins.rewards.components import JudgeRef, RewardRef
-from rlhf_plug_plugins.sampling.config import GenerationArgs
+from rlhf_plug.policy.rewards import JudgeRef, RewardRef
+from rlhf_plug.policy.generation import GenerationArgs
 
 PositiveInt = Annotated[int, Field(gt=0)]
 

@@ -11,8 +11,8 @@ from rlhf_plug.stage import ADAPTER_DIR, METRICS_FILE, MODEL_DIR
 from rlhf_plug.tracking import finish_trackers, log_tables, prefixed, start_trackers
 from rlhf_plug_plugins.ppo.saved_state import checkpoint_dirs, load_checkpoint, save_checkpoint
 from rlhf_plug_plugins.ppo.evaluation import Evaluation
-from rlhf_plug_plugins.evaluation.held_out import SAMPLES_DIR
-from rlhf_plug_plugins.evaluation.held_out import write_tables as _write_tables
+from rlhf_plug.policy.held_out import SAMPLES_DIR
+from rlhf_plug.policy.held_out import write_tables as _write_tables
 
 ROLLOUTS_FILE = "rollouts.jsonl"  # per step: the prompt rows used (all processes) and their rewards
 SHOWN = ("reward", "kl", "beta", "clipfrac")

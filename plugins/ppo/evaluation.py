@@ -1,4 +1,4 @@
-"""The ``ppo`` stage's side of the shared policy evaluation (:mod:`rlhf_plug_plugins.evaluation.held_out`).
+"""The ``ppo`` stage's side of the shared policy evaluation (:mod:`rlhf_plug.policy.held_out`).
 
 Runs on the main process. :class:`PPOSampler` samples with the PPO loop's own rollout code
 (the same generation settings as training), the reference being the shared base with the policy
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhf_plug_plugins.evaluation.held_out import PolicyEvalContext, PolicyEvaluation, SampledBatch, Samples
+from rlhf_plug.policy.held_out import PolicyEvalContext, PolicyEvaluation, SampledBatch, Samples
 
 PPOEvalContext = PolicyEvalContext  # the name evaluators used before the evaluation was shared
 

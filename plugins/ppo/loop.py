@@ -15,8 +15,8 @@ from rlhf_plug_plugins.ppo import advantages as adv
 from rlhf_plug_plugins.ppo import mismatch
 from rlhf_plug_plugins.ppo.speed.heap import release_freed_memory
 from rlhf_plug_plugins.ppo.speed.merged_generation import merge_plan
-from rlhf_plug_plugins.rewards.components import RewardComponent, call_reward
-from rlhf_plug_plugins.sampling.rollout import Rollout, sample
+from rlhf_plug.policy.rewards import RewardComponent, call_reward
+from rlhf_plug.policy.sampling import Rollout, sample
 from rlhf_plug_plugins.ppo.schedule import PromptSchedule
 
 
@@ -143,7 +143,7 @@ class PPOLoop:
     def ptx_batch(self, update_index: int):
         if self.ptx_rows is None:
             return None
-        from rlhf_plug_plugins.sampling.rollout import right_pad
+        from rlhf_plug.policy.sampling import right_pad
 
         rows = self.ptx_rows.select(self.ptx_schedule.indices(update_index, self.accelerator.process_index))
         limit = self.config.ptx.max_length

@@ -1,7 +1,7 @@
 """The sampler-vs-trainer invariant: the tokens a rollout draws come from the distribution the trainer scores.
 
 At rollout the sampler keeps each drawn token's log-probability under the distribution it
-was drawn from (:class:`rlhf_plug_plugins.sampling.inverse_cdf.InverseCdfSampler`); the trainer's
+was drawn from (:class:`rlhf_plug.policy.inverse_cdf.InverseCdfSampler`); the trainer's
 old log-probability of the same token comes from the first training-mode pass. Their gap,
 ``|log p_sampler − log π_old|`` over response tokens, is logged every step as
 ``logprob_gap_mean`` and ``logprob_gap_max``. In fp32 on CPU they differ by float rounding

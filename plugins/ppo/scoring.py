@@ -51,7 +51,7 @@ class ResponseScorer:
     """hidden states → (log π(token), entropy), with the sampler's temperature, truncation and the family's transforms."""
 
     def __init__(self, config, temperature: float, top_k: int = 0, top_p: float = 1.0):
-        from rlhf_plug_plugins.sampling.inverse_cdf import truncation_warpers
+        from rlhf_plug.policy.inverse_cdf import truncation_warpers
 
         self.temperature = temperature
         self.transforms = family_transforms(config)

@@ -1,7 +1,7 @@
 """The report's method comparison: one row per policy stage of the run (ppo, dpo, grpo, rloo, ...).
 
 Shown once, after the last policy stage, when a run has two or more of them. A policy stage is
-one whose held-out evaluation logged ``win_rate/<judge>`` (:mod:`rlhf_plug_plugins.evaluation.held_out`);
+one whose held-out evaluation logged ``win_rate/<judge>`` (:mod:`rlhf_plug.policy.held_out`);
 every one was judged on the same held-out prompts against the same reference (the SFT model).
 The *gold* judge is the scorer named ``gold``, else the first evaluation-only judge.
 """

@@ -67,7 +67,7 @@ class LearnedRM:
         from transformers import AutoModelForSequenceClassification
 
         from rlhf_plug.models import load_tokenizer
-        from rlhf_plug_plugins.rewards.rm_scoring import score
+        from rlhf_plug.rm_scoring import score
 
         model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
@@ -80,7 +80,7 @@ class LearnedRM:
 
     # --- scoring --------------------------------------------------------
     def __call__(self, prompts, completions, **columns) -> list[float]:
-        from rlhf_plug_plugins.rewards.rm_scoring import reward_input_ids
+        from rlhf_plug.rm_scoring import reward_input_ids
 
         if self._score_ids is None and self._tokenizer is None:
             if self.model is None:
@@ -131,7 +131,7 @@ def _same_weights(a: Path, b: Path) -> bool:
 def _shared_scorer(actor_critic, name: str, tokenizer, device):
     import torch
 
-    from rlhf_plug_plugins.sampling.rollout import right_pad
+    from rlhf_plug.policy.sampling import right_pad
 
     @torch.no_grad()
     def score_ids(ids: list[list[int]]) -> list[float]:

@@ -15,8 +15,8 @@ from rlhf_plug import hookimpl
 from rlhf_plug.recipe import DataRef
 from rlhf_plug.stage import StageConfig
 
-from rlhf_plug_plugins.evaluation.trl_policy import PolicyEvalConfig, check_evaluators
-from rlhf_plug_plugins.rewards.trl_rewards import check_reward_refs
+from rlhf_plug.policy.trl_evaluation import PolicyEvalConfig, check_evaluators
+from rlhf_plug.policy.trl_rewards import check_reward_refs
 
 DPO_FORMATS = ("preference",)  # rankings are accepted and expanded into pairs
 #: Unless the recipe's ``args`` say otherwise. TRL's learning rate (1e-6) suits full fine-tuning;
@@ -72,8 +72,8 @@ class DPOStage:
         from rlhf_plug_plugins.evaluation.reward_model import subset
         from rlhf_plug_plugins.stages.peak_memory import peak_memory, reset_peak_memory
         from rlhf_plug_plugins.stages.reward_data import with_explicit_prompts
-        from rlhf_plug_plugins.evaluation.trl_policy import TRLPolicyEvaluation
-        from rlhf_plug_plugins.rewards.trl_rewards import reward_components, setup_components
+        from rlhf_plug.policy.trl_evaluation import TRLPolicyEvaluation
+        from rlhf_plug.policy.trl_rewards import reward_components, setup_components
 
         reset_peak_memory()
         split = ctx.load_data(self.config.data, ("data",), DPO_FORMATS)
@@ -89,7 +89,7 @@ class DPOStage:
         attach_progress(trainer, ctx, ("loss", "rewards/margins", "rewards/accuracies"))
         judges = reward_components(ctx, self.config.judges, "judges")
         setup_components(ctx, judges, base, tokenizer, trainer.accelerator.device)
-        evaluation = TRLPolicyEvaluation(ctx, self.config, trainer, self._held_out_prompts(ctx, split), [], judges)
+        evaluation = TRLPolicyEvaluation(ctx, self.config, trainer, self._held_out_prompts(ctx, split), judges=judges)
         results: dict = {**run_info(ctx, base), "train_pairs": len(split.train), "eval_pairs": len(split.eval) if has_eval else 0}
         results["eval_prompts"] = evaluation.prompts
         results.update(evaluation.run(0, "before"))

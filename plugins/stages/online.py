@@ -11,10 +11,10 @@ from pydantic import Field
 
 from rlhf_plug.recipe import DataRef
 from rlhf_plug.stage import StageConfig
-from rlhf_plug_plugins.rewards.components import RewardRef
+from rlhf_plug.policy.rewards import RewardRef
 
-from rlhf_plug_plugins.evaluation.trl_policy import PolicyEvalConfig, check_evaluators
-from rlhf_plug_plugins.rewards.trl_rewards import CheckedReward, check_reward_refs, reward_components, setup_components
+from rlhf_plug.policy.trl_evaluation import PolicyEvalConfig, check_evaluators
+from rlhf_plug.policy.trl_rewards import CheckedReward, check_reward_refs, reward_components, setup_components
 
 PROMPT_FORMATS = ("prompt_only", "prompt_completion")
 #: What every online stage sets unless the recipe's ``args`` say otherwise (TRL's 512 tokens
@@ -68,9 +68,9 @@ class OnlineStage:
         from rlhf_plug.progress import attach_progress
         from rlhf_plug.training import run_info, save_trained, trl_trainer
 
-        from rlhf_plug_plugins.sampling.generation_defaults import generation_defaults_off
+        from rlhf_plug.policy.generation_defaults import generation_defaults_off
         from rlhf_plug_plugins.stages.peak_memory import peak_memory, reset_peak_memory
-        from rlhf_plug_plugins.evaluation.trl_policy import TRLPolicyEvaluation
+        from rlhf_plug.policy.trl_evaluation import TRLPolicyEvaluation
 
         trainer_class, config_class = self._classes()
         reset_peak_memory()
@@ -86,7 +86,7 @@ class OnlineStage:
         )
         setup_components(ctx, rewards + judges, base, tokenizer, trainer.accelerator.device)
         attach_progress(trainer, ctx, ("reward", "kl"))
-        evaluation = TRLPolicyEvaluation(ctx, self.config, trainer, held_out, rewards, judges)
+        evaluation = TRLPolicyEvaluation(ctx, self.config, trainer, held_out, rewards=rewards, judges=judges)
         results = {**run_info(ctx, base), "prompts": len(prompts), "eval_prompts": evaluation.prompts}
         results.update(evaluation.run(0, "before"))
         with generation_defaults_off(trainer.model):  # TRL's GenerationConfig would inherit the model's processors

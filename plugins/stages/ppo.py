@@ -12,7 +12,7 @@ import os
 
 from rlhf_plug import hookimpl
 from rlhf_plug_plugins.ppo.config import PPOStageConfig
-from rlhf_plug_plugins.rewards.components import check_reward_refs
+from rlhf_plug.policy.rewards import check_reward_refs
 
 PROMPT_FORMATS = ("prompt_only", "prompt_completion")
 PTX_FORMATS = ("language_modeling",)

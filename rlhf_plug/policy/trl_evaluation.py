@@ -1,8 +1,8 @@
-"""The shared policy evaluation (:mod:`rlhf_plug_plugins.evaluation.held_out`) for stages on TRL's trainers.
+"""The shared policy evaluation (:mod:`rlhf_plug.policy.held_out`) for stages on TRL's trainers.
 
 The policy is the trainer's LoRA model; the reference is the same model with the adapter off
 (the SFT model), as in ``ppo``. Both sample with the rollout code of ``ppo``
-(:func:`rlhf_plug_plugins.sampling.rollout.sample`) and the stage's ``generation:`` settings, so
+(:func:`rlhf_plug.policy.sampling.sample`) and the stage's ``generation:`` settings, so
 every method is judged on answers drawn the same way. Evaluation runs before and after
 ``trainer.train()``, on the main process.
 """
@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from rlhf_plug.recipe import ComponentRef, DataRef, Strict
-from rlhf_plug_plugins.rewards.components import JudgeRef
-from rlhf_plug_plugins.sampling.config import GenerationArgs
+from rlhf_plug.policy.rewards import JudgeRef
+from rlhf_plug.policy.generation import GenerationArgs
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -49,7 +49,7 @@ def check_evaluators(ctx, config) -> None:
 
 
 class TRLSampler:
-    """Samples for :class:`rlhf_plug_plugins.evaluation.held_out.PolicyEvaluation` from a peft model."""
+    """Samples for :class:`rlhf_plug.policy.held_out.PolicyEvaluation` from a peft model."""
 
     def __init__(self, model, tokenizer, args: EvaluationArgs, device):
         self.model, self.tokenizer, self.args, self.device = model, tokenizer, args, device
@@ -61,8 +61,8 @@ class TRLSampler:
     def sample(self, prompts: list[Any], policy: bool):
         import torch
 
-        from rlhf_plug_plugins.evaluation.held_out import SampledBatch
-        from rlhf_plug_plugins.sampling.rollout import sample
+        from rlhf_plug.policy.held_out import SampledBatch
+        from rlhf_plug.policy.sampling import sample
 
         with torch.no_grad(), self._adapter(policy):
             roll = sample(self.model, self.tokenizer, prompts, self.args.generation, self.args.max_prompt_length, self.device)
@@ -95,10 +95,17 @@ class TRLSampler:
 
 
 class TRLPolicyEvaluation:
-    """Before/after evaluation of a TRL stage's policy; a no-op where there is nothing to evaluate."""
+    """Before/after evaluation of a TRL stage's policy; a no-op where there is nothing to evaluate.
 
-    def __init__(self, ctx, config, trainer, held_out, rewards: list, judges: list):
-        from rlhf_plug_plugins.evaluation.held_out import held_out_evaluation
+    :param config: the stage's config (a :class:`PolicyEvalConfig`: ``evaluators``, ``evaluation``).
+    :param held_out: held-out prompt rows (``prompt`` plus any columns the rewards read).
+    :param rewards: the reward components the stage trains on (:func:`rlhf_plug.policy.trl_rewards.reward_components`),
+        scored on the held-out samples as ``reward``; none for a stage without rewards (DPO, KTO).
+    :param judges: the components of the stage's ``judges:``, scored under their own names.
+    """
+
+    def __init__(self, ctx, config, trainer, held_out, *, rewards: list = (), judges: list = ()):
+        from rlhf_plug.policy.held_out import held_out_evaluation
 
         self.ctx, self.trainer = ctx, trainer
         self.evaluators = [ctx.build("evaluator", ref, ("evaluators", i)) for i, ref in enumerate(config.evaluators)]
@@ -107,11 +114,11 @@ class TRLPolicyEvaluation:
             model = trainer.accelerator.unwrap_model(trainer.model)
             sampler = TRLSampler(model, trainer.processing_class, config.evaluation, trainer.accelerator.device)
             self.evaluation = held_out_evaluation(
-                sampler, held_out, config.evaluation.max_prompts, rewards, judges, ctx.seed, ctx.kind
+                sampler, held_out, config.evaluation.max_prompts, list(rewards), list(judges), ctx.seed, ctx.kind
             )
 
     def run(self, step: int, when: str) -> dict:
-        from rlhf_plug_plugins.evaluation.held_out import evaluate
+        from rlhf_plug.policy.held_out import evaluate
 
         out = {}
         if self.evaluation is not None:

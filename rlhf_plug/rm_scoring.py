@@ -28,7 +28,7 @@ def score(
     """Reward-model scores, one per (prompt, completion); the model's train/eval mode is restored."""
     import torch
 
-    from rlhf_plug_plugins.sampling.rollout import right_pad
+    from rlhf_plug.policy.sampling import right_pad
 
     was_training = model.training
     model.eval()

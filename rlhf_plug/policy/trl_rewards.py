@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlhf_plug.rewards import call_reward_function
-from rlhf_plug_plugins.rewards.components import RewardComponent, RewardSetup, check_reward_refs, setup_rewards  # noqa: F401 (re-exported)
+from rlhf_plug.policy.rewards import RewardComponent, RewardSetup, check_reward_refs, setup_rewards  # noqa: F401 (re-exported)
 
 
 class CheckedReward:

@@ -107,13 +107,13 @@ def sample(policy, tokenizer, prompts: list[Any], generation, max_prompt_length:
     """
     from transformers import GenerationConfig, LogitsProcessorList
 
-    from rlhf_plug_plugins.sampling.generation_defaults import generation_defaults_off
-    from rlhf_plug_plugins.sampling.inverse_cdf import InverseCdfSampler
+    from rlhf_plug.policy.generation_defaults import generation_defaults_off
+    from rlhf_plug.policy.inverse_cdf import InverseCdfSampler
 
     prompt_ids, prompt_mask = left_pad(
         [prompt_token_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, max_prompt_length
     )
-    # Greedy over the scores the sampler returns: it draws each token itself (rlhf_plug_plugins.sampling.inverse_cdf).
+    # Greedy over the scores the sampler returns: it draws each token itself (rlhf_plug.policy.inverse_cdf).
     # No min_new_tokens: it would block EOS at the first position when sampling but not when scoring.
     config = GenerationConfig(
         do_sample=False, max_new_tokens=generation.max_new_tokens,

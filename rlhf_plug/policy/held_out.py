@@ -63,7 +63,7 @@ class PolicyEvalContext:
 class PolicyEvaluation:
     """Held-out prompts, the reference samples (computed once: the reference never changes) and the scorers.
 
-    :param rewards: the training reward components (:class:`rlhf_plug_plugins.rewards.components.RewardComponent`).
+    :param rewards: the training reward components (:class:`rlhf_plug.policy.rewards.RewardComponent`).
     :param judges: evaluation-only components, same type.
     """
 
@@ -97,7 +97,7 @@ class PolicyEvaluation:
 
     def score(self, completions: list, completion_ids: list) -> dict[str, list[float]]:
         """Every reward component and judge on the same completions (checked like training rewards)."""
-        from rlhf_plug_plugins.rewards.components import call_reward
+        from rlhf_plug.policy.rewards import call_reward
 
         return {
             c.name: call_reward(c, None, self.prompts, completions, completion_ids, self.columns)
