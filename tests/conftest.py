@@ -16,9 +16,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RLHF_PLUG_DISABLE_PLUGIN_AUTOLOAD", "1")  # tests opt in to entry points
 
-from helpers import (  # noqa: E402,F401 (after the environment; the rest for test files not yet moved to helpers)
-    REPO, assert_one_line_error, build_tiny_model, cli, cli_env, command, read_jsonl, write_jsonl, write_recipe,
-)
+from helpers import build_tiny_model  # noqa: E402 (after the environment)
 
 
 @pytest.fixture(scope="session")

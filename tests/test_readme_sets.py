@@ -1,5 +1,5 @@
-"""Every ``--set`` example in the README validates as written (or, for a Hub model while
-offline, fails with the one-line offline error); changing ``use:`` drops the old ``with:``."""
+"""Every ``--set`` example in the README, CONTRIBUTING.md and docs/*.md validates as written (or, for a Hub model
+while offline, fails with the one-line offline error); changing ``use:`` drops the old ``with:``."""
 
 from __future__ import annotations
 
@@ -7,23 +7,32 @@ import re
 import shlex
 
 import pytest
-from conftest import REPO, assert_one_line_error, cli, write_jsonl
+from helpers import REPO, assert_one_line_error, cli, write_jsonl
 
 from rlhf_plug.bundled import find_recipe
 from rlhf_plug.recipe import read_recipe
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
-#: `--set KEY=VALUE`, the value quoted ('...') or a plain word, as the README writes them.
+#: The pages that show ``--set`` examples: the README, CONTRIBUTING.md and every topic page under docs/.
+DOC_FILES = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
+#: `--set KEY=VALUE`, the value quoted ('...') or a plain word, as the docs write them.
 SET_EXAMPLE = re.compile(r"--set ('[^']+'|[^\s`']+=[^\s`']+)")
-RECIPE_BEFORE = re.compile(r"rlhf-plug (?:run|validate) ([\w.-]+)[^\n`]*$")
+#: The recipe a command names before its ``--set``: a bundled name or a path (examples/.../recipe.yaml).
+RECIPE_BEFORE = re.compile(r"rlhf-plug (?:run|validate) ([\w./-]+)[^\n`]*$")
 
 
-def readme_examples() -> list[tuple[str, str]]:
-    """(recipe, KEY=VALUE) for each ``--set`` in the README; the recipe named before it, else quickstart."""
+def doc_examples(text: str) -> list[tuple[str, str]]:
+    """(recipe, KEY=VALUE) for each ``--set`` in ``text``; the recipe named before it, else quickstart.
+
+    A shell line continued with a backslash counts as one line; a line that starts with ``error:`` is
+    output shown as an example of an error, not a command.
+    """
+    text = text.replace("\\\n", " ")
     examples = []
-    for match in SET_EXAMPLE.finditer(README):
-        line_start = README.rfind("\n", 0, match.start()) + 1
-        named = RECIPE_BEFORE.search(README[line_start : match.start()])
+    for match in SET_EXAMPLE.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if text.startswith("error:", line_start):
+            continue
+        named = RECIPE_BEFORE.search(text[line_start : match.start()])
         recipe = named.group(1) if named and named.group(1) != "RECIPE" else "quickstart"
         assignment = shlex.split(match.group(1))[0]
         if assignment not in ("key=value", "KEY=VALUE"):  # the usage line
@@ -31,15 +40,27 @@ def readme_examples() -> list[tuple[str, str]]:
     return examples
 
 
-EXAMPLES = readme_examples()
+def all_examples() -> list[tuple[str, str, str]]:
+    """(file, recipe, KEY=VALUE) over every page, each (recipe, KEY=VALUE) once: the first page that shows it."""
+    found: dict[tuple[str, str], str] = {}
+    for path in DOC_FILES:
+        for example in doc_examples(path.read_text(encoding="utf-8")):
+            found.setdefault(example, path.relative_to(REPO).as_posix())
+    return [(page, recipe, assignment) for (recipe, assignment), page in found.items()]
+
+
+FOUND = all_examples()
+EXAMPLES = [(recipe, assignment) for _, recipe, assignment in FOUND]
 
 
 def test_the_readme_has_set_examples():
     assert len(EXAMPLES) >= 8
     assert ("quickstart", "ppo.kl.use=fixed") in EXAMPLES
+    pages = {page for page, _, _ in FOUND}
+    assert "README.md" in pages and len(pages) >= 3, pages  # the front door and the topic pages both show some
 
 
-@pytest.mark.parametrize(("recipe", "assignment"), EXAMPLES, ids=[a for _, a in EXAMPLES])
+@pytest.mark.parametrize(("recipe", "assignment"), EXAMPLES, ids=[f"{page}:{a}" for page, _, a in FOUND])
 def test_readme_set_example_validates(recipe, assignment, tmp_path):
     write_jsonl(tmp_path / "rankings.jsonl", [{"prompt": f"q{i}", "completions": ["good", "bad"]} for i in range(20)])
     cwd = tmp_path
@@ -47,7 +68,10 @@ def test_readme_set_example_validates(recipe, assignment, tmp_path):
         if not (REPO.parent / "shared" / "data" / "hh-rlhf").is_dir():
             pytest.skip("../shared/data/hh-rlhf is not here")
         cwd = REPO
-    extra = ["-p", "rlhf_plug_example"] if "example_" in assignment else []
+    if "/" in recipe:  # a recipe file in the repository, e.g. examples/rlhf-plug-example/recipe.yaml
+        recipe = str(REPO / recipe)
+    uses_example = "example_" in assignment or "rlhf-plug-example" in recipe
+    extra = ["-p", "rlhf_plug_example"] if uses_example else []
     env = {"PYTHONPATH": str(REPO / "examples" / "rlhf-plug-example")} if extra else {}
     proc = cli(*extra, "validate", recipe, "--set", assignment, cwd=cwd, **env)
     if assignment.startswith("model=") and "/" in assignment:

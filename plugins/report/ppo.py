@@ -16,7 +16,7 @@ HHH = ("helpful", "honest", "harmless")
 SAMPLE_ROWS = 12
 NO_HHH = (
     "_Helpful, honest and harmless are not scored separately: the recipe has no judges named `helpful`, `honest` and "
-    "`harmless` (see README, \"The report\")._"
+    "`harmless` (see docs/running.md, \"The report\")._"
 )
 TEXT_LIMIT = 300  # characters of a prompt or answer shown in the samples table
 
