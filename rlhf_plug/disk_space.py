@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rlhf_plug.errors import UserError
+from rlhf_plug.files import nearest_existing
 
 MIB = 1024 * 1024
 #: What a save writes besides the weights (tokenizer, configs), and the slack on the weights' estimate.
@@ -28,10 +29,7 @@ class DiskFull(UserError):
 
 def free_bytes(path: Path) -> int:
     """Free space on the disk of ``path`` (or of its nearest existing parent)."""
-    path = Path(path)
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(nearest_existing(path)).free
 
 
 def check_free_space(path: Path, weights_bytes: int, what: str) -> None:

@@ -27,6 +27,14 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` or its nearest parent that exists (where a folder about to be made would live)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def remove_tree(path: str | Path) -> None:
     """Remove a folder we wrote, quietly if it is missing. A symbolic link is removed as a link: nothing is
     ever deleted in the folder it points to (a user may link a run or stage folder to another disk)."""

@@ -33,13 +33,13 @@ class Preempted(KeyboardInterrupt):
 
 
 @contextmanager
-def sigterm_stops_training() -> Iterator[None]:
-    """SIGTERM sets the flag of :func:`stop_requested` inside the block (main thread only; elsewhere a no-op)."""
+def _sigterm_handled_by(handler) -> Iterator[None]:
+    """``handler`` answers SIGTERM inside the block, and the previous one after it (main thread only: only
+    the main thread may set signal handlers; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    _requested.clear()
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: _requested.set())
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
@@ -47,23 +47,25 @@ def sigterm_stops_training() -> Iterator[None]:
 
 
 @contextmanager
+def sigterm_stops_training() -> Iterator[None]:
+    """SIGTERM sets the flag of :func:`stop_requested` inside the block."""
+    _requested.clear()
+    with _sigterm_handled_by(lambda signum, frame: _requested.set()):
+        yield
+
+
+@contextmanager
 def sigterm_raises(what: str) -> Iterator[None]:
     """Inside the block SIGTERM raises :class:`Preempted` ("stopped on SIGTERM ``what``") where the program is,
-    so ``finally`` clauses clean up (main thread only; elsewhere a no-op). For work with no step boundary
-    to stop at, such as writing the report; :func:`sigterm_deferred` protects the moves that must not be cut."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    so ``finally`` clauses clean up. For work with no step boundary to stop at, such as writing the report;
+    :func:`sigterm_deferred` protects the moves that must not be cut."""
 
     def stop(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: a second SIGTERM must not cut the cleanup
         raise Preempted(f"stopped on SIGTERM {what}")
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
+    with _sigterm_handled_by(stop):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

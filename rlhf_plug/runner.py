@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rlhf_plug.checkpoints import has_checkpoints, remove_checkpoints
 from rlhf_plug.disk_space import full_disk_is_one_line
-from rlhf_plug.files import remove_tree, replace_dir
+from rlhf_plug.files import nearest_existing, remove_tree, replace_dir
 from rlhf_plug.recipe import LoadedRecipe, to_yaml
 from rlhf_plug.run_lock import run_folder_lock
 from rlhf_plug.stage import RESULTS_FILE, StageContext
@@ -125,11 +125,7 @@ def _run_in_folder(loaded, registries, pm, console, root: Path, state, *, resume
 def _check_writable(loaded: LoadedRecipe, root: Path) -> None:
     """The run folder can be made: nothing on its path is a file, and the nearest existing folder takes writes
     (a read-only mount does not). One line naming ``output_dir`` instead of a traceback from the first mkdir."""
-    import os
-
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(root)
     if not existing.is_dir():
         raise loaded.source.error(("output_dir",), f"{existing} is a file, so the run folder {root} cannot be made there")
     if not os.access(existing, os.W_OK | os.X_OK):
